@@ -148,6 +148,13 @@ class LinearGaussian(Process):
     def sigma(self, t) -> torch.Tensor:
         raise NotImplementedError
 
+    def offset(self, t, **cond):
+        """The part of the mean that does not depend on x_0: E[x_t | x_0] = alpha(t) x_0 + offset(t).
+
+        Zero here; mean-reverting processes return (1 - alpha(t)) y.
+        """
+        return 0.0
+
     def lambda_(self, t) -> torch.Tensor:
         """Half log signal-to-noise ratio ``log(alpha(t) / sigma(t))`` (DPM-Solver's lambda)."""
         return self.log_alpha(t) - torch.log(self.sigma(t))

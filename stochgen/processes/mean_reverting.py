@@ -44,6 +44,11 @@ class MeanReverting(LinearGaussian):
     def f(self, t):
         return -self.theta(t)
 
+    def offset(self, t, y=None, **cond):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} needs the conditioning signal y")
+        return (1.0 - self.alpha(t)) * y
+
     def mean(self, x0, t, y):
         tb = batch_time(as_tensor(t, "t", dtype=x0.dtype, device=x0.device), x0)
         a = self.alpha(tb)
