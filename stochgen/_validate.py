@@ -13,7 +13,8 @@ def as_tensor(x, name: str = "x", dtype: torch.dtype | None = None, device=None)
         t = x
     else:
         try:
-            t = torch.as_tensor(x)
+            # build in the requested dtype directly: going through float32 would round 0.3 to 0.30000001
+            t = torch.as_tensor(x, dtype=dtype) if dtype is not None and dtype.is_floating_point else torch.as_tensor(x)
         except Exception as exc:  # pragma: no cover - depends on the foreign type
             raise TypeError(f"{name} must be a tensor or array-like, got {type(x).__name__}") from exc
     if dtype is not None or device is not None:
@@ -88,3 +89,11 @@ def batch_time(t: torch.Tensor, x: torch.Tensor, name: str = "t") -> torch.Tenso
 
 def sum_except_batch(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1).sum(dim=1) if x.dim() > 1 else x
+
+
+def broadcastable_to(shape, target) -> bool:
+    """Whether an array of ``shape`` broadcasts to exactly ``target`` (without importing sympy)."""
+    shape, target = tuple(shape), tuple(target)
+    if len(shape) > len(target):
+        return False
+    return all(a in (1, b) for a, b in zip(shape[::-1], target[::-1]))

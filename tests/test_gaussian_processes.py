@@ -8,10 +8,17 @@ from scipy import stats
 from stochgen import processes as P
 from stochgen.processes.base import _ddt
 
-torch.set_default_dtype(torch.float64)
 
-X0 = torch.tensor([1.5, -0.7, 0.2])
-Y = torch.tensor([-0.4, 0.9, 0.1])  # conditioning signal of mean-reverting processes
+@pytest.fixture(autouse=True)
+def _float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+X0 = torch.tensor([1.5, -0.7, 0.2], dtype=torch.float64)
+Y = torch.tensor([-0.4, 0.9, 0.1], dtype=torch.float64)  # conditioning signal of mean-reverting processes
 
 
 def sde_cases():

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .._validate import as_tensor, batch_time, check_finite, check_time, sum_except_batch
+from .._validate import as_tensor, batch_time, broadcastable_to, check_finite, check_time, sum_except_batch
 from ..spaces import Euclidean
 from ..spaces.base import Space
 
@@ -84,11 +84,7 @@ class Process:
         for k in self.cond_keys:
             c = cond[k]
             check_finite(as_tensor(c, k), k)
-            try:
-                ok = x is None or torch.broadcast_shapes(c.shape, x.shape) == x.shape
-            except RuntimeError:
-                ok = False
-            if not ok:
+            if x is not None and not broadcastable_to(c.shape, x.shape):
                 raise ValueError(f"{k} must broadcast to the state shape {tuple(x.shape)}, got {tuple(c.shape)}")
 
     # --- protocol ---------------------------------------------------------
