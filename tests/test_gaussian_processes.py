@@ -8,13 +8,7 @@ from scipy import stats
 from stochgen import processes as P
 from stochgen.processes.base import _ddt
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+DEFAULT_DTYPE = torch.float64  # see conftest.py
 
 
 X0 = torch.tensor([1.5, -0.7, 0.2], dtype=torch.float64)

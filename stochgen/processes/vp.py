@@ -45,7 +45,8 @@ class VP(LinearGaussian):
         t = as_tensor(t, "t")
         if self.schedule == "linear":
             return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
-        return torch.log(torch.cos(self._phase(t))) - self._log_cos0
+        # clamp: round-off would give log alpha(0) = +1e-20 and a NaN sigma at the data end
+        return torch.clamp(torch.log(torch.cos(self._phase(t))) - self._log_cos0, max=0.0)
 
     def beta(self, t):
         t = as_tensor(t, "t")

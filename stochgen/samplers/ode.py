@@ -1,0 +1,513 @@
+"""Deterministic (and DDIM-/DPM-SDE-style) reverse samplers for linear Gaussian processes.
+
+Every sampler here talks to the process only through the linear protocol
+``alpha(t)``, ``sigma(t)``, ``lambda_(t) = log(alpha/sigma)``, ``t_of_lambda`` and
+``offset(t, **cond)`` (``x_t = alpha x_0 + offset + sigma eps``), and to the model only
+through a :class:`~stochgen.parameterization.Prediction` (which converts score / eps /
+x0 / v and counts NFE). They therefore work for VP, VE, EDM, interpolants and
+mean-reverting processes alike.
+
+Two equivalent views of the probability-flow ODE are used:
+
+* **VE-equivalent form** (``euler``, ``heun``): with ``x~ = (x - offset)/alpha`` and
+  ``s~ = sigma/alpha = exp(-lambda)``, the marginal is ``x~ = x_0 + s~ eps`` and the ODE
+  is ``dx~/ds~ = (x~ - x0_hat(x, t))/s~`` (Karras et al. 2022, eq. 4 with s(t) = 1).
+* **Exponential-integrator form** (``ddim``, ``dpm++*``): in the centred state
+  ``xc = x - offset`` the linear part is integrated exactly in ``lambda``:
+  ``xc_t = (sigma_t/sigma_s) xc_s + sigma_t int_{lambda_s}^{lambda_t} e^lambda x0_hat d lambda``
+  (Lu et al. 2022, DPM-Solver++), and the integral is approximated by a Taylor
+  expansion of ``x0_hat`` in ``lambda`` built from the previous steps (multistep).
+
+A grid produced by :mod:`stochgen.samplers.grids` ends at the data end ``t_lo`` where
+``sigma = 0`` (``lambda = inf``); that last interval is taken as an explicit denoising
+step ``x = alpha x0_hat + offset`` by every sampler (first order in the step, exact
+given the denoiser). A step *from* ``alpha = 0`` (an interpolant's prior end,
+``lambda = -inf``) is also handled: the exponential-integrator formulas stay finite
+there and the Heun correction is skipped for that step.
+
+Note: the plain Euler step in ``s~`` coincides algebraically with DDIM (``eta = 0``) and
+with DPM-Solver++ order 1; the three names exist because users look for each, and
+they differ only in round-off and in the options they accept.
+
+Time-shift sampler (Li et al., ICLR 2024, "Alleviating exposure bias in diffusion
+models through sampling with shifted time steps"), ``time_shift=True`` for ``ddim`` and
+the ``dpm++`` samplers: after each step the sample nominally at grid time ``t_i`` is
+re-labelled with the time ``t'`` whose predicted variance best matches the variance
+of the current sample, and the next step starts from ``t'``. The predicted variance
+of ``x_t - offset(t)`` is ``alpha(t)^2 data_var + sigma(t)^2``. Options (all prefixed ``ts_``):
+
+* ``ts_stat``: ``"sample"`` (default, the paper's estimator) -- the variance of each
+  sample over its own entries (unbiased), giving one time per sample; meaningful for
+  high-dimensional states (images, spectrograms) whose entries share a scale.
+  ``"batch"`` -- the variance of each coordinate across the batch, averaged over
+  coordinates, giving one time for the whole batch; use it for low-dimensional data.
+* ``ts_data_var``: the data variance in the formula above (per entry for ``"sample"``,
+  per coordinate averaged for ``"batch"``). Default ``process.sigma_data**2`` when the
+  process has a ``sigma_data`` attribute, else 1.
+* ``ts_window`` (default 0.25, must be < 0.5): the candidate times cover, in ``lambda``,
+  the fraction ``ts_window`` of each neighbouring grid interval on either side of
+  ``t_i`` (below 1/2 the effective times stay strictly ordered, so multistep divided
+  differences stay well defined).
+* ``ts_candidates`` (default 21): number of candidate times in that window (the
+  nominal time is one of them and wins ties).
+* ``ts_cutoff`` (default ``t_of_lambda(0)``, where signal and noise have equal weight):
+  times are shifted only while ``t_i > ts_cutoff`` (the paper also stops shifting near
+  the data end); the data end and the start are never shifted.
+* ``ts_tol`` (default 0, the paper's rule): shift only when the measured variance
+  differs from the nominal time's prediction by more than ``ts_tol`` standard errors
+  of the estimator (Gaussian approximation ``v sqrt(2/(m-1))`` with ``m`` the number of
+  entries averaged: the entries of one sample for ``"sample"``, the batch size times
+  the entries for ``"batch"``). Where the variance hardly depends on time (VP at high
+  noise) an unguarded shift follows the estimator's noise to the edge of the window;
+  ``ts_tol=2`` keeps an exact model nearly exact.
+
+The method only sees the variance, not the mean, so it suits data whose entries are
+centred (images, spectrograms); for data with a large mean relative to its spread the
+re-labelled time also changes the implied mean ``alpha(t') x_0``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from .._validate import batch_time
+from .registry import register
+
+SQRT2_M1 = math.sqrt(2.0) - 1.0
+
+
+# --------------------------------------------------------------------------------------
+# helpers shared by the samplers
+# --------------------------------------------------------------------------------------
+def _coef_dtype(x: torch.Tensor) -> torch.dtype:
+    """Schedule coefficients are computed in float64 unless the device cannot (MPS)."""
+    return torch.float32 if x.device.type == "mps" else torch.float64
+
+
+def check_times(times, x: torch.Tensor) -> torch.Tensor:
+    """``times`` as a 1-D decreasing float tensor on ``x``'s device (clear error otherwise)."""
+    times = torch.as_tensor(times)
+    if not times.is_floating_point():
+        times = times.to(torch.float64)
+    times = times.to(device=x.device, dtype=_coef_dtype(x))
+    if times.dim() != 1 or times.numel() < 2:
+        raise ValueError(f"times must be a 1-D tensor with at least 2 entries, got shape {tuple(times.shape)}")
+    if bool((times[1:] >= times[:-1]).any()):
+        raise ValueError("times must be strictly decreasing (from the prior end to the data end)")
+    if x.dim() < 1:
+        raise ValueError("x must have a leading batch dimension")
+    return times
+
+
+class _At:
+    """Schedule quantities at time ``t`` (scalar or one per sample), shaped to broadcast with ``x``."""
+
+    __slots__ = ("t", "alpha", "sigma", "lam", "off")
+
+    def __init__(self, process, t: torch.Tensor, x: torch.Tensor, cond: dict):
+        tb = batch_time(t, x)
+        self.t = t
+        self.alpha = process.alpha(tb)
+        self.sigma = process.sigma(tb)
+        self.lam = process.lambda_(tb)
+        off = process.offset(tb, **cond)
+        self.off = off if torch.is_tensor(off) else torch.as_tensor(off, dtype=tb.dtype, device=x.device)
+
+    @property
+    def sig_tilde(self) -> torch.Tensor:
+        """sigma / alpha = exp(-lambda) (inf where alpha = 0)."""
+        return torch.exp(-self.lam)
+
+    def is_data_end(self) -> bool:
+        return bool((self.sigma == 0).all())
+
+
+def _randn_like(x: torch.Tensor, generator) -> torch.Tensor:
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+def _cast(c, x):
+    return c.to(x.dtype) if torch.is_tensor(c) else c
+
+
+def _default_data_var(process) -> float:
+    sd = getattr(process, "sigma_data", None)
+    return float(sd) ** 2 if sd is not None else 1.0
+
+
+# --------------------------------------------------------------------------------------
+# time shift (Li et al. 2024)
+# --------------------------------------------------------------------------------------
+def select_shifted_time(process, x: torch.Tensor, t, t_prev=None, t_next=None, *, window: float = 0.25,
+                        candidates: int = 21, data_var: float | None = None, stat: str = "sample",
+                        tol: float = 0.0, cond: dict | None = None) -> torch.Tensor:
+    """The time whose predicted variance ``alpha^2 data_var + sigma^2`` best matches ``x``'s.
+
+    ``x`` is nominally at time ``t``; candidates are ``candidates`` times whose
+    ``lambda`` covers the fraction ``window`` of the intervals to the neighbouring grid
+    times ``t_prev`` (noisier) and ``t_next`` (cleaner). Returns a 0-d tensor
+    (``stat="batch"``) or one time per sample (``stat="sample"``), in ``t``'s dtype.
+    See the module docstring for the estimators.
+    """
+    cond = dict(cond or {})
+    if stat not in ("sample", "batch"):
+        raise ValueError(f"unknown time-shift statistic {stat!r}; choose 'sample' or 'batch'")
+    if not 0.0 <= window < 0.5:
+        raise ValueError(f"ts_window must lie in [0, 0.5), got {window}")
+    if tol < 0:
+        raise ValueError(f"ts_tol must be >= 0, got {tol}")
+    if not (isinstance(candidates, int) and candidates >= 1):
+        raise ValueError(f"ts_candidates must be a positive integer, got {candidates!r}")
+    dt = _coef_dtype(x)
+    t = torch.as_tensor(t, dtype=dt, device=x.device)
+    data_var = _default_data_var(process) if data_var is None else float(data_var)
+    lam = process.lambda_(t)
+    lo = process.lambda_(torch.as_tensor(t_prev, dtype=dt, device=x.device)) if t_prev is not None else lam
+    hi = process.lambda_(torch.as_tensor(t_next, dtype=dt, device=x.device)) if t_next is not None else lam
+    down = torch.nan_to_num(window * (lam - lo), posinf=0.0, nan=0.0)  # towards the prior end
+    up = torch.nan_to_num(window * (hi - lam), posinf=0.0, nan=0.0)  # towards the data end
+    u = torch.linspace(-1.0, 1.0, candidates, dtype=dt, device=x.device) if candidates > 1 else torch.zeros(1, dtype=dt, device=x.device)
+    u = u[torch.argsort(u.abs(), stable=True)]  # nominal first: ties resolve to no shift
+    lam_c = lam + torch.where(u < 0, u * down, u * up)
+    t_c = process.t_of_lambda(lam_c).to(dt)
+    t_c[u == 0] = t  # exact nominal time (no round trip through t_of_lambda)
+    v_c = process.alpha(t_c) ** 2 * data_var + process.sigma(t_c) ** 2  # (C,), v_c[0] at the nominal time
+    xc = (x - process.offset(batch_time(t, x), **cond)).to(dt)
+    if stat == "sample":
+        flat = xc.reshape(x.shape[0], -1)
+        if flat.shape[1] < 2:
+            raise ValueError("ts_stat='sample' needs at least 2 entries per sample; use ts_stat='batch'")
+        v = flat.var(dim=1)  # (n,)
+        m = flat.shape[1]
+        if m < 64:
+            warnings.warn(f"time shift with ts_stat='sample' on states of {m} entries: the per-sample variance "
+                          "is too noisy to place a time; ts_stat='batch' suits low-dimensional data", stacklevel=3)
+        idx = torch.argmin((v[:, None] - v_c[None, :]).abs(), dim=1)
+    else:
+        if x.shape[0] < 2:
+            raise ValueError("ts_stat='batch' needs a batch of at least 2 samples")
+        v = xc.var(dim=0).mean()
+        m = xc.numel()
+        idx = torch.argmin((v - v_c).abs())
+    if tol > 0:
+        se = v * math.sqrt(2.0 / max(m - 1, 1))
+        idx = torch.where((v - v_c[0]).abs() <= tol * se, torch.zeros_like(idx), idx)
+    return t_c[idx]
+
+
+class _TimeShift:
+    """Per-run state of the time-shift option (None-object when disabled)."""
+
+    def __init__(self, process, times, enabled, cond, window=0.25, candidates=21, data_var=None,
+                 stat="sample", cutoff=None, tol=0.0):
+        self.enabled = bool(enabled)
+        self.process, self.times, self.cond = process, times, cond
+        self.kw = dict(window=window, candidates=candidates, data_var=data_var, stat=stat, tol=tol)
+        if self.enabled:
+            if cutoff is None:
+                cutoff = float(process.t_of_lambda(torch.zeros((), dtype=times.dtype)))
+            self.cutoff = float(cutoff)
+
+    def __call__(self, x, i):
+        """Shifted time of ``x`` that sits at grid index ``i`` (after a step), or None for no shift."""
+        if not self.enabled or i <= 0 or i >= len(self.times) - 1 or float(self.times[i]) <= self.cutoff:
+            return None
+        t = self.times[i]
+        return select_shifted_time(self.process, x, t, self.times[i - 1], self.times[i + 1],
+                                   cond=self.cond, **self.kw)
+
+
+def _split_ts_options(options: dict) -> dict:
+    out = {}
+    for key in ("window", "candidates", "data_var", "stat", "cutoff", "tol"):
+        if "ts_" + key in options:
+            out[key] = options.pop("ts_" + key)
+    return out
+
+
+def _reject_unknown(name: str, options: dict):
+    if options:
+        raise TypeError(f"sampler {name!r} got unknown option(s): {', '.join(sorted(options))}")
+
+
+# --------------------------------------------------------------------------------------
+# Euler and Heun (EDM) in the VE-equivalent form
+# --------------------------------------------------------------------------------------
+def _xtilde(x, at: _At):
+    return (x - _cast(at.off, x)) / _cast(at.alpha, x)
+
+
+def _from_xtilde(xt, at: _At):
+    return _cast(at.alpha, xt) * xt + _cast(at.off, xt)
+
+
+@register("euler", kind="ode", default_grid="karras")
+def euler(process, pred, x, times, *, generator=None, callback=None, **options):
+    """Euler on the probability-flow ODE in the VE-equivalent form dx~/ds~ = (x~ - x0_hat)/s~ (k-diffusion's euler)."""
+    _reject_unknown("euler", options)
+    times = check_times(times, x)
+    cond = pred.cond
+    cur = _At(process, times[0], x, cond)
+    for i in range(len(times) - 1):
+        nxt = _At(process, times[i + 1], x, cond)
+        x0, eps = pred.both(x, cur.t)
+        s, s_next = cur.sig_tilde, nxt.sig_tilde
+        if nxt.is_data_end():
+            x = _from_xtilde(x0, nxt)
+        elif bool(torch.isfinite(s).all()):
+            d = (_xtilde(x, cur) - x0) / _cast(s, x)  # dx~/ds~
+            x = _from_xtilde(_xtilde(x, cur) + _cast(s_next - s, x) * d, nxt)
+        else:  # alpha = 0 at the start: the same Euler step written finitely (x~ = x0 + s~ eps)
+            x = _from_xtilde(x0 + _cast(s_next, x) * eps, nxt)
+        cur = nxt
+        if callback is not None:
+            callback(i, times[i + 1], x)
+    return x
+
+
+@register("heun", kind="ode", default_grid="karras")
+def heun(process, pred, x, times, *, generator=None, callback=None, S_churn: float = 0.0, S_min: float = 0.0,
+         S_max: float = float("inf"), S_noise: float = 1.0, **options):
+    """EDM's Heun sampler (Karras et al. 2022, Alg. 2) with churn, in the VE-equivalent noise level s~ = sigma/alpha.
+
+    ``S_churn`` > 0 adds noise before each step whose s~ lies in [S_min, S_max]:
+    s^ = s~ (1 + gamma), gamma = min(S_churn / N, sqrt(2) - 1), x~ += sqrt(s^2 - s~^2) S_noise z,
+    and the model is then evaluated at t^ = t_of_lambda(-log s^) (s^ is capped at the
+    process's largest time ``t_hi`` when that is finite). The last step (to sigma = 0)
+    and a step from alpha = 0 are Euler steps. NFE = 2 N - 1.
+    """
+    _reject_unknown("heun", options)
+    if S_churn < 0 or S_noise < 0:
+        raise ValueError(f"S_churn and S_noise must be >= 0, got {S_churn}, {S_noise}")
+    times = check_times(times, x)
+    cond = pred.cond
+    n_steps = len(times) - 1
+    gamma_max = min(S_churn / n_steps, SQRT2_M1) if S_churn > 0 else 0.0
+    s_cap = math.inf
+    if gamma_max > 0 and math.isfinite(process.t_hi):
+        s_cap = float(torch.exp(-process.lambda_(torch.tensor(process.t_hi, dtype=times.dtype))))
+    cur = _At(process, times[0], x, cond)
+    for i in range(n_steps):
+        nxt = _At(process, times[i + 1], x, cond)
+        s = cur.sig_tilde
+        s_f = float(s.reshape(-1)[0])
+        gamma = gamma_max if (gamma_max > 0 and S_min <= s_f <= S_max and math.isfinite(s_f)) else 0.0
+        if gamma > 0:
+            s_hat = min(s_f * (1.0 + gamma), s_cap)
+            if s_hat > s_f:
+                xt = _xtilde(x, cur)
+                xt = xt + math.sqrt(s_hat**2 - s_f**2) * S_noise * _randn_like(x, generator)
+                t_hat = process.t_of_lambda(torch.tensor(-math.log(s_hat), dtype=times.dtype, device=x.device))
+                cur = _At(process, t_hat, x, cond)
+                s = cur.sig_tilde
+                x = _from_xtilde(xt, cur)
+        x0, eps = pred.both(x, cur.t)
+        s_next = nxt.sig_tilde
+        if nxt.is_data_end():
+            x = _from_xtilde(x0, nxt)
+        elif not bool(torch.isfinite(s).all()):
+            x = _from_xtilde(x0 + _cast(s_next, x) * eps, nxt)
+        else:
+            xt = _xtilde(x, cur)
+            ds = _cast(s_next - s, x)
+            d = (xt - x0) / _cast(s, x)
+            xt_e = xt + ds * d
+            x_e = _from_xtilde(xt_e, nxt)
+            x0_2 = pred.x0(x_e, nxt.t)
+            d2 = (xt_e - x0_2) / _cast(s_next, x)
+            x = _from_xtilde(xt + ds * 0.5 * (d + d2), nxt)
+        cur = nxt
+        if callback is not None:
+            callback(i, times[i + 1], x)
+    return x
+
+
+# --------------------------------------------------------------------------------------
+# DDIM
+# --------------------------------------------------------------------------------------
+@register("ddim", kind="ode", default_grid="karras")
+def ddim(process, pred, x, times, *, generator=None, callback=None, eta: float = 0.0, time_shift: bool = False,
+         **options):
+    """DDIM (Song et al. 2021) for any linear process; eta = 0 deterministic, eta = 1 ancestral (DDPM-like).
+
+    x_t = alpha_t x0_hat + offset_t + sqrt(sigma_t^2 - c^2) eps_hat + c z with
+    c = eta sigma_t sqrt(1 - e^{-2h}), h = lambda_t - lambda_s. ``time_shift=True`` turns on
+    the time-shift sampler (options ``ts_*``, see the module docstring).
+    """
+    ts_kw = _split_ts_options(options)
+    _reject_unknown("ddim", options)
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+    times = check_times(times, x)
+    cond = pred.cond
+    shift = _TimeShift(process, times, time_shift, cond, **ts_kw)
+    cur = _At(process, times[0], x, cond)
+    for i in range(len(times) - 1):
+        nxt = _At(process, times[i + 1], x, cond)
+        x0, eps = pred.both(x, cur.t)
+        # c^2 = eta^2 sigma_t^2 (1 - e^{-2h}); e^{-h} = sigma_t alpha_s / (sigma_s alpha_t) is 0 at either end
+        if eta > 0:
+            c2 = torch.nan_to_num(eta**2 * nxt.sigma**2 * (-torch.expm1(-2.0 * (nxt.lam - cur.lam))), nan=0.0)
+        else:
+            c2 = torch.zeros_like(nxt.sigma)
+        keep = torch.sqrt(torch.clamp(nxt.sigma**2 - c2, min=0.0))
+        x = _cast(nxt.alpha, x) * x0 + _cast(nxt.off, x) + _cast(keep, x) * eps
+        if eta > 0 and not nxt.is_data_end():
+            x = x + _cast(torch.sqrt(c2), x) * _randn_like(x, generator)
+        t_eff = shift(x, i + 1)
+        cur = nxt if t_eff is None else _At(process, t_eff, x, cond)
+        if callback is not None:
+            callback(i, times[i + 1], x)
+    return x
+
+
+# --------------------------------------------------------------------------------------
+# DPM-Solver++ (multistep, data prediction) and its SDE variant
+# --------------------------------------------------------------------------------------
+def _dpmpp_step(x, cur: _At, nxt: _At, D0, hist, order: int):
+    """One multistep DPM-Solver++ step of the given order from ``cur`` to ``nxt``.
+
+    ``hist`` holds (lambda, x0_hat) of the previous steps, most recent last. With the
+    Taylor expansion x0(lambda) = D0 + D' u + D'' u^2 / 2 (u = lambda - lambda_s) the
+    exact integral gives
+        xc_t = (sigma_t/sigma_s) xc_s - alpha_t phi1 D0 + alpha_t phi2 (h D') - alpha_t phi3 (h^2 D''),
+    phi1 = expm1(-h), phi2 = phi1/h + 1, phi3 = phi2/h - 1/2; h D' and h^2 D'' come from
+    divided differences of the stored predictions (non-uniform steps).
+    """
+    h = nxt.lam - cur.lam
+    a_t = nxt.alpha
+    phi1 = torch.expm1(-h)
+    xc = x - _cast(cur.off, x)
+    out = _cast(nxt.sigma / cur.sigma, x) * xc - _cast(a_t * phi1, x) * D0
+    if order >= 2 and len(hist) >= 1:
+        lam1, D1m = hist[-1]
+        r0 = (cur.lam - lam1) / h
+        D1_0 = (D0 - D1m) / _cast(r0, x)  # ~ h D'
+        if order >= 3 and len(hist) >= 2:
+            lam2, D2m = hist[-2]
+            r1 = (lam1 - lam2) / h
+            D1_1 = (D1m - D2m) / _cast(r1, x)
+            D1 = D1_0 + _cast(r0 / (r0 + r1), x) * (D1_0 - D1_1)  # ~ h D'
+            D2 = _cast(2.0 / (r0 + r1), x) * (D1_0 - D1_1)  # ~ h^2 D''
+            phi2 = phi1 / h + 1.0
+            phi3 = phi2 / h - 0.5
+            out = out + _cast(a_t * phi2, x) * D1 - _cast(a_t * phi3, x) * D2
+        else:  # DPM-Solver++(2M): D0 + D1_0 / 2 in the first-order formula
+            out = out - _cast(0.5 * a_t * phi1, x) * D1_0
+    return out + _cast(nxt.off, x)
+
+
+def _dpmpp_multistep(name, order, process, pred, x, times, generator, callback, time_shift, lower_order_final,
+                     options):
+    ts_kw = _split_ts_options(options)
+    _reject_unknown(name, options)
+    times = check_times(times, x)
+    cond = pred.cond
+    shift = _TimeShift(process, times, time_shift, cond, **ts_kw)
+    n_steps = len(times) - 1
+    hist: list = []
+    cur = _At(process, times[0], x, cond)
+    for i in range(n_steps):
+        nxt = _At(process, times[i + 1], x, cond)
+        D0 = pred.x0(x, cur.t)
+        if nxt.is_data_end():
+            x = _cast(nxt.alpha, x) * D0 + _cast(nxt.off, x)
+        else:
+            step_order = order
+            if lower_order_final and n_steps < 15:
+                step_order = min(order, n_steps - i)
+            x = _dpmpp_step(x, cur, nxt, D0, hist, step_order)
+        if bool(torch.isfinite(cur.lam).all()):
+            hist.append((cur.lam, D0))
+            del hist[:-2]
+        else:  # a prediction at alpha = 0 (lambda = -inf) cannot enter divided differences
+            hist.clear()
+        t_eff = shift(x, i + 1)
+        cur = nxt if t_eff is None else _At(process, t_eff, x, cond)
+        if callback is not None:
+            callback(i, times[i + 1], x)
+    return x
+
+
+@register("dpm++1", kind="ode", default_grid="log_snr")
+def dpmpp_1(process, pred, x, times, *, generator=None, callback=None, time_shift: bool = False, **options):
+    """DPM-Solver++ order 1 (exponential integrator in lambda, data prediction; equals DDIM with eta = 0)."""
+    return _dpmpp_multistep("dpm++1", 1, process, pred, x, times, generator, callback, time_shift, False, options)
+
+
+@register("dpm++2m", kind="ode", default_grid="log_snr")
+def dpmpp_2m(process, pred, x, times, *, generator=None, callback=None, time_shift: bool = False,
+             lower_order_final: bool = True, **options):
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): second-order multistep in lambda, one NFE per step.
+
+    The first step is first order; the last step to sigma = 0 is the explicit denoising
+    step; ``lower_order_final`` (grids of fewer than 15 steps) lowers the order near
+    the end as DPM-Solver does.
+    """
+    return _dpmpp_multistep("dpm++2m", 2, process, pred, x, times, generator, callback, time_shift,
+                            lower_order_final, options)
+
+
+@register("dpm++3m", kind="ode", default_grid="log_snr")
+def dpmpp_3m(process, pred, x, times, *, generator=None, callback=None, time_shift: bool = False,
+             lower_order_final: bool = True, **options):
+    """DPM-Solver++(3M): third-order multistep in lambda (orders 1, 2 at the first steps), one NFE per step."""
+    return _dpmpp_multistep("dpm++3m", 3, process, pred, x, times, generator, callback, time_shift,
+                            lower_order_final, options)
+
+
+@register("dpm++2m-sde", kind="sde", default_grid="log_snr")
+def dpmpp_2m_sde(process, pred, x, times, *, generator=None, callback=None, eta: float = 1.0, s_noise: float = 1.0,
+                 solver_type: str = "midpoint", time_shift: bool = False, **options):
+    """DPM-Solver++(2M) SDE (Lu et al. 2022; k-diffusion's dpmpp_2m_sde) for any linear process.
+
+    With h = lambda_t - lambda_s and psi = (1 + eta) h:
+    xc_t = (sigma_t/sigma_s) e^{-eta h} xc_s + alpha_t (1 - e^{-psi}) D0 + [2nd-order term]
+           + sigma_t sqrt(1 - e^{-2 eta h}) s_noise z.
+    The 2nd-order term is 0.5 alpha_t (1 - e^{-psi}) (D0 - D_prev)/r (``solver_type="midpoint"``)
+    or alpha_t (1 - (1 - e^{-psi})/psi) (D0 - D_prev)/r (``"heun"``), r = h_prev / h.
+    eta = 0 gives the deterministic DPM-Solver++(2M) ("midpoint"); eta = 1 the reverse SDE.
+    """
+    ts_kw = _split_ts_options(options)
+    _reject_unknown("dpm++2m-sde", options)
+    if solver_type not in ("midpoint", "heun"):
+        raise ValueError(f"unknown solver_type {solver_type!r}; choose 'midpoint' or 'heun'")
+    if eta < 0 or s_noise < 0:
+        raise ValueError(f"eta and s_noise must be >= 0, got {eta}, {s_noise}")
+    times = check_times(times, x)
+    cond = pred.cond
+    shift = _TimeShift(process, times, time_shift, cond, **ts_kw)
+    prev = None  # (lambda, D)
+    cur = _At(process, times[0], x, cond)
+    for i in range(len(times) - 1):
+        nxt = _At(process, times[i + 1], x, cond)
+        D0 = pred.x0(x, cur.t)
+        if nxt.is_data_end():
+            x = _cast(nxt.alpha, x) * D0 + _cast(nxt.off, x)
+        else:
+            h = nxt.lam - cur.lam
+            eta_h = eta * h if eta > 0 else torch.zeros_like(h)
+            psi = h + eta_h
+            one_m = -torch.expm1(-psi)  # 1 - e^{-psi}
+            xc = x - _cast(cur.off, x)
+            decay = torch.nan_to_num(nxt.sigma / cur.sigma * torch.exp(-eta_h), nan=0.0)
+            x_new = _cast(decay, x) * xc + _cast(nxt.alpha * one_m, x) * D0
+            if prev is not None and bool(torch.isfinite(cur.lam).all()):
+                r = (cur.lam - prev[0]) / h
+                dD = (D0 - prev[1]) / _cast(r, x)
+                if solver_type == "midpoint":
+                    x_new = x_new + _cast(0.5 * nxt.alpha * one_m, x) * dD
+                else:
+                    x_new = x_new + _cast(nxt.alpha * (1.0 - one_m / psi), x) * dD
+            if eta > 0:
+                noise_sd = nxt.sigma * torch.sqrt(-torch.expm1(-2.0 * eta_h)) * s_noise
+                x_new = x_new + _cast(noise_sd, x) * _randn_like(x, generator)
+            x = x_new + _cast(nxt.off, x)
+        prev = (cur.lam, D0) if bool(torch.isfinite(cur.lam).all()) else None
+        t_eff = shift(x, i + 1)
+        cur = nxt if t_eff is None else _At(process, t_eff, x, cond)
+        if callback is not None:
+            callback(i, times[i + 1], x)
+    return x

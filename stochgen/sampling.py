@@ -1,0 +1,68 @@
+"""``stochgen.sample``: draw samples from any process with any sampler and any prediction kind."""
+from __future__ import annotations
+
+import torch
+
+from ._validate import as_tensor, check_finite
+from .parameterization import Prediction
+from .samplers import grids, registry
+
+
+def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", steps: int = 20,
+           prediction: str | None = None, grid: str | None = None, times=None, generator: torch.Generator | None = None,
+           cond: dict | None = None, dtype=None, device=None, callback=None, progress: bool = False,
+           return_info: bool = False, **options):
+    """Integrate the reverse process from the prior (or from ``x_T``) to the data end.
+
+    ``model(x, t, **cond)`` returns the declared ``prediction`` (score, eps, x0 or v; default eps),
+    or for jump samplers the denoising probabilities p(x_0 | x_t) of shape (*x.shape, K) ("probs").
+    ``times`` overrides the grid (a decreasing 1-D tensor); otherwise the grid is
+    ``grid`` (default: the sampler's own) with ``steps`` intervals ending at the data.
+    Returns the samples, or ``(samples, info)`` with ``info["nfe"]`` and ``info["times"]``
+    when ``return_info`` is true.
+    """
+    info = registry.get(sampler)
+    if prediction is None:
+        prediction = info.prediction or "eps"
+    cond = dict(cond or {})
+    if x_T is None:
+        if shape is None:
+            raise ValueError("give either shape=(n, ...) or a start state x_T")
+        x_T = process.prior_sample(tuple(shape), generator=generator, dtype=dtype or torch.get_default_dtype(),
+                                   device=device, **cond)
+    elif info.kind == "jump":  # integer states stay integers
+        x_T = torch.as_tensor(x_T, device=device)
+    else:
+        x_T = as_tensor(x_T, "x_T", dtype=dtype, device=device)
+        if shape is not None and tuple(shape) != tuple(x_T.shape):
+            raise ValueError(f"shape {tuple(shape)} does not match x_T of shape {tuple(x_T.shape)}")
+        check_finite(x_T, "x_T")
+    if times is None:
+        if grid is None:  # the sampler's own grid, or uniform where the process has no log-SNR
+            grid = info.default_grid if grids.has_log_snr(process) else "uniform"
+        times = grids.make_grid(process, steps, grid, dtype=torch.float64, device=x_T.device)
+    else:
+        times = as_tensor(times, "times").to(device=x_T.device)
+        if times.dim() != 1 or times.numel() < 2 or bool((times[1:] >= times[:-1]).any()):
+            raise ValueError("times must be a decreasing 1-D tensor with at least 2 entries")
+        process.check_t(times)
+    pred = Prediction(model, prediction, process, cond)
+    cb = callback
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(times) - 1, desc=f"sampling ({sampler})", leave=False)
+
+        def cb(i, t, x):  # noqa: F811 - wraps the user's callback
+            bar.update(1)
+            if callback is not None:
+                callback(i, t, x)
+
+    with torch.no_grad():
+        x = info.fn(process, pred, x_T, times, generator=generator, callback=cb, **options)
+    if bar is not None:
+        bar.close()
+    if return_info:
+        return x, {"nfe": pred.nfe, "times": times, "sampler": sampler}
+    return x
