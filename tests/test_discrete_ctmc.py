@@ -38,16 +38,6 @@ TV_TOL = 0.02
 P_FAIL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """The checks run many small vectorised steps (a Gillespie loop advances ~10^4 positions per
-    step); with intra-op threads every step pays a thread wake-up that dominates on small, shared
-    machines. Use one thread for this module and restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def random_Q(K: int = 4, seed: int = 0) -> torch.Tensor:
     """A random rate matrix with one forbidden jump (Q[0, K-1] = 0) so it is not all-to-all."""

@@ -64,14 +64,6 @@ def _joint() -> torch.Tensor:
 JOINT = _joint()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """Many small vectorised steps: intra-op threads only add wake-up cost on small shared machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def generic_chain() -> CTMC:
     g = torch.Generator().manual_seed(3)

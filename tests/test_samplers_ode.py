@@ -25,14 +25,6 @@ DATA_VAR = float((STD**2).mean())  # per-coordinate variance averaged over coord
 MY_SAMPLERS = ["euler", "heun", "ddim", "dpm++1", "dpm++2m", "dpm++3m", "dpm++2m-sde", "ode"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: thread hand-offs on a shared machine cost more than the maths
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _y(n, d=4):
     g = torch.Generator().manual_seed(7)
