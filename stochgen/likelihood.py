@@ -134,8 +134,8 @@ def log_likelihood(process, model: Callable, x, prediction: str = "eps", cond: d
         raise ValueError("x is an empty batch")
     process.space.check(x, "x")
     cond = dict(cond or {})
-    if hasattr(process, "_check_cond"):
-        process._check_cond(cond, x)
+    if hasattr(process, "check_cond"):
+        process.check_cond(cond, x)
 
     t0 = float(process.t_min if t_eps is None else t_eps)
     t1 = float(process.t_max)

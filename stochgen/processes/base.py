@@ -74,7 +74,7 @@ class Process:
     def check_t(self, t, like: torch.Tensor | None = None) -> torch.Tensor:
         return check_time(t, self.t_lo, self.t_hi, like=like)
 
-    def _check_cond(self, cond: dict, x: torch.Tensor | None = None) -> None:
+    def check_cond(self, cond: dict, x: torch.Tensor | None = None) -> None:
         missing = [k for k in self.cond_keys if cond.get(k) is None]
         if missing:
             raise ValueError(

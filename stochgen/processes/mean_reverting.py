@@ -56,7 +56,7 @@ class MeanReverting(LinearGaussian):
 
     def marginal(self, x0, t, generator=None, y=None, **cond) -> Marginal:
         x0, t, tb = self._prep(x0, t)
-        self._check_cond({"y": y}, x0)
+        self.check_cond({"y": y}, x0)
         a, s = self.alpha(tb), self.sigma(tb)
         eps = _randn(x0.shape, generator, x0.dtype, x0.device)
         mean = y + (x0 - y) * a
@@ -64,7 +64,7 @@ class MeanReverting(LinearGaussian):
 
     def sde(self, x, t, y=None, **cond):
         x = as_tensor(x)
-        self._check_cond({"y": y}, x)
+        self.check_cond({"y": y}, x)
         t = self.check_t(t, like=x)
         tb = batch_time(t, x)
         return self.theta(tb) * (y - x), torch.sqrt(torch.clamp(self.g2(tb), min=0.0)).expand_as(x)

@@ -36,7 +36,7 @@ import math
 import torch
 
 from .registry import register
-from .sde import _at_data_end, _check_cond, _check_times, _randn_like, _scalar_t
+from .sde import _at_data_end, check_cond, _check_times, _randn_like, _scalar_t
 
 __all__ = ["gbm_euler"]
 
@@ -66,7 +66,7 @@ def gbm_euler(process, pred, x, times, *, generator=None, callback=None, stochas
             f"prediction={pred.kind!r}: the eps/x0/v conversions need alpha(t), sigma(t) of a linear-Gaussian "
             f"process, which {type(process).__name__} does not have"
         )
-    _check_cond(process, pred, "gbm-euler")
+    check_cond(process, pred, "gbm-euler")
     times = _check_times(times)
     if not bool((x > 0).all()):
         raise ValueError(f"gbm-euler needs a strictly positive start state; {int((x <= 0).sum())} value(s) are <= 0")

@@ -40,7 +40,7 @@ import math
 import torch
 
 from .registry import register
-from .sde import _at_data_end, _check_cond, _check_times, _offset, _randn_like, pc
+from .sde import _at_data_end, check_cond, _check_times, _offset, _randn_like, pc
 
 __all__ = ["mr_pc", "mr_exact"]
 
@@ -59,7 +59,7 @@ def mr_pc(process, pred, x, times, *, generator=None, callback=None, snr: float 
           corrector: str = "ald", predictor: str = "reverse-diffusion", norm: str = "batch"):
     """SGMSE+-style PC for mean-reverting processes: reverse-diffusion predictor + annealed Langevin corrector."""
     _require(process, ("sde", "alpha", "sigma", "offset"), "mr-pc")
-    _check_cond(process, pred, "mr-pc")
+    check_cond(process, pred, "mr-pc")
     return pc(process, pred, x, times, generator=generator, callback=callback, predictor=predictor,
               corrector=corrector, snr=snr, n_corrector=n_corrector, norm=norm)
 
@@ -78,7 +78,7 @@ def _lam_as(process, t):
 def mr_exact(process, pred, x, times, *, generator=None, callback=None, order: int = 1, stochastic: bool = True):
     """Exact-linear-part solver (DDIM/DPM-Solver++ on x - offset) of order 1 or 2, stochastic or deterministic."""
     _require(process, ("alpha", "sigma", "offset"), "mr-exact")
-    _check_cond(process, pred, "mr-exact")
+    check_cond(process, pred, "mr-exact")
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     times = _check_times(times)

@@ -96,7 +96,7 @@ def _scalar_t(t, x):
     return torch.as_tensor(t, dtype=x.dtype, device=x.device)
 
 
-def _check_cond(process, pred, sampler: str):
+def check_cond(process, pred, sampler: str):
     missing = [k for k in getattr(process, "cond_keys", ()) if pred.cond.get(k) is None]
     if missing:
         raise ValueError(
@@ -277,7 +277,7 @@ def _loop(process, pred, x, times, step_fn, *, generator, callback, corrector=No
 @register("euler-maruyama", kind="sde", default_grid="log_snr")
 def euler_maruyama(process, pred, x, times, *, generator=None, callback=None):
     """Euler–Maruyama on the reverse-time SDE (any diffusion; last interval denoises with x0)."""
-    _check_cond(process, pred, "euler-maruyama")
+    check_cond(process, pred, "euler-maruyama")
     return _loop(process, pred, x, times, euler_maruyama_step, generator=generator, callback=callback,
                  name="euler-maruyama")
 
@@ -285,7 +285,7 @@ def euler_maruyama(process, pred, x, times, *, generator=None, callback=None):
 @register("reverse-diffusion", kind="sde", default_grid="log_snr")
 def reverse_diffusion(process, pred, x, times, *, generator=None, callback=None):
     """score SDE's reverse-diffusion predictor: reverse the per-interval forward discretization."""
-    _check_cond(process, pred, "reverse-diffusion")
+    check_cond(process, pred, "reverse-diffusion")
     return _loop(process, pred, x, times, reverse_diffusion_step, generator=generator, callback=callback)
 
 
@@ -293,7 +293,7 @@ def reverse_diffusion(process, pred, x, times, *, generator=None, callback=None)
 def pc(process, pred, x, times, *, generator=None, callback=None, predictor: str = "reverse-diffusion",
        corrector: str = "langevin", snr: float = 0.16, n_corrector: int = 1, norm: str = "batch"):
     """Predictor–corrector (score SDE): Langevin corrector then a reverse-diffusion / Euler–Maruyama predictor."""
-    _check_cond(process, pred, "pc")
+    check_cond(process, pred, "pc")
     if predictor not in _PREDICTORS:
         raise ValueError(f"unknown predictor {predictor!r}; choose one of {', '.join(_PREDICTORS)}")
     # validate the corrector options once, before any model call
@@ -366,7 +366,7 @@ def sde_solve(process, pred, x, times, *, generator=None, callback=None, method:
     """
     import torchsde
 
-    _check_cond(process, pred, "sde")
+    check_cond(process, pred, "sde")
     times = _check_times(times)
     method = method or ("milstein" if adaptive else "euler")
     cond = pred.cond
