@@ -1,0 +1,297 @@
+"""Domains: the plug-in layer that turns real data into states of the core and back.
+
+A domain subclasses :class:`Domain` and is found by name through :func:`domain`:
+in-process registrations (:func:`register_domain`) first, then the entry-point group
+``stochgen.domains`` (``[project.entry-points."stochgen.domains"] images =
+"domains.images:ImagesDomain"``). The base domain (name ``"base"``) handles plain
+batch-first float tensors of shape ``(N, d)`` with an MLP and the EDM process.
+
+A domain is rebuilt from ``(name, settings)``: ``stochgen.domain(d.name, **d.settings)``
+must give an equivalent domain, which is how checkpoints restore it. So settings are
+JSON-serialisable keyword arguments and a domain keeps no other state that matters
+for using a trained model.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+ENTRY_POINT_GROUP = "stochgen.domains"
+
+__all__ = ["Domain", "DomainData", "domain", "register_domain", "names", "ENTRY_POINT_GROUP"]
+
+
+@dataclass
+class DomainData:
+    """Encoded data: ``x`` (states, N first), optional integer ``labels`` of shape ``(N,)``, and ``info``.
+
+    ``info`` may hold ``num_classes`` (otherwise ``labels.max() + 1``) and anything a domain
+    wants to remember about where the data came from.
+    """
+
+    x: torch.Tensor
+    labels: torch.Tensor | None = None
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def num_classes(self) -> int | None:
+        if self.labels is None:
+            return None
+        n = self.info.get("num_classes")
+        return int(n) if n is not None else int(self.labels.max()) + 1
+
+    def subset(self, idx) -> "DomainData":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return DomainData(self.x[idx], None if self.labels is None else self.labels[idx], dict(self.info))
+
+
+class Domain:
+    """Base class of every domain; also the domain of plain ``(N, d)`` float tensors (name ``"base"``).
+
+    Subclasses override what differs: ``load`` (their file formats / named data sets),
+    ``encode`` / ``decode`` (raw data <-> states), ``default_process``,
+    ``default_network``, ``metrics``. Base-domain settings: ``sigma_data`` (EDM data
+    scale, default 0.5), ``hidden`` / ``depth`` (MLP width / blocks, default 128 / 3).
+    """
+
+    name: str = "base"
+    default_sampler: str = "heun"
+    default_steps: int = 18
+    default_prediction: str = "x0"
+    #: number of dimensions of an encoded batch (batch included); None: any >= 2
+    state_ndim: int | None = 2
+
+    def __init__(self, **settings):
+        try:
+            json.dumps(settings)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{type(self).__name__} settings must be JSON-serialisable (checkpoints store them): "
+                            f"{exc}") from exc
+        self.settings: dict = dict(settings)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+        return f"{type(self).__name__}({args})"
+
+    # --- data -----------------------------------------------------------------------------
+    def load(self, data) -> DomainData:
+        """Turn ``data`` into :class:`DomainData`.
+
+        Accepts a tensor or array of raw data, a pair ``(data, labels)``, a
+        :class:`DomainData` (returned as is), a ``torch.utils.data.Dataset`` whose items are
+        ``x`` or ``(x, label)``, or a path to a ``.pt`` / ``.npy`` / ``.npz`` file holding
+        such data (``.pt``: a tensor or a dict with ``x`` and optional ``labels``; ``.npz``:
+        arrays ``x`` and optional ``labels``). Raw data go through :meth:`encode`.
+        Problems raise ``ValueError`` naming them.
+        """
+        if isinstance(data, DomainData):
+            return data
+        labels = None
+        if isinstance(data, (str, os.PathLike)):
+            data, labels = self._load_file(os.fspath(data))
+        elif isinstance(data, tuple) and len(data) == 2:
+            data, labels = data
+        elif isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.Tensor):
+            data, labels = _from_dataset(data)
+        if not isinstance(data, (torch.Tensor, np.ndarray)):
+            raise ValueError(f"{type(self).__name__} cannot load data of type {type(data).__name__}; give a tensor, "
+                             "an array, (data, labels), a torch Dataset or a .pt/.npy/.npz path")
+        x = self.encode(data)
+        x = self.check_states(x)
+        if labels is not None:
+            labels = _check_labels(labels, x.shape[0])
+        return DomainData(x, labels, {"source": type(data).__name__})
+
+    def _load_file(self, path: str):
+        if not os.path.exists(path):
+            raise ValueError(f"{type(self).__name__} does not know the data {path!r} (no such file, and not a "
+                             "data set name this domain knows)")
+        ext = os.path.splitext(path)[1].lower()
+        if ext == ".pt":
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, dict):
+                if "x" not in obj:
+                    raise ValueError(f"{path!r} holds a dict without an 'x' entry")
+                return obj["x"], obj.get("labels")
+            return obj, None
+        if ext == ".npy":
+            return np.load(path, allow_pickle=False), None
+        if ext == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if "x" not in z:
+                    raise ValueError(f"{path!r} has no array named 'x' (has {', '.join(z.files)})")
+                return z["x"], (z["labels"] if "labels" in z else None)
+        raise ValueError(f"{type(self).__name__} cannot read {path!r}: unsupported file type {ext or '(none)'!r} "
+                         "(use .pt, .npy or .npz)")
+
+    def check_states(self, x) -> torch.Tensor:
+        """Check encoded states: a floating, finite, batch-first tensor with the expected number of dims."""
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{type(self).__name__}.encode must return a tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"states must be floating point, got dtype {x.dtype}")
+        if x.dim() < 2:
+            raise ValueError(f"data must be batch-first with at least 2 dims (N, ...), got shape {tuple(x.shape)}")
+        if self.state_ndim is not None and x.dim() != self.state_ndim:
+            raise ValueError(f"{type(self).__name__} expects data with {self.state_ndim} dims (N, d), got shape "
+                             f"{tuple(x.shape)}")
+        if x.shape[0] < 1:
+            raise ValueError("the data set is empty")
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            n = int(bad.reshape(x.shape[0], -1).any(1).sum())
+            raise ValueError(f"the data hold NaN or infinite values ({n} of {x.shape[0]} samples affected)")
+        return x
+
+    def encode(self, raw) -> torch.Tensor:
+        """Raw data -> states (batch-first float tensor). Base: identity (arrays become float32 tensors)."""
+        if isinstance(raw, np.ndarray):
+            if raw.dtype == object:
+                raise ValueError("cannot encode an object array; give a numeric array")
+            raw = torch.from_numpy(np.ascontiguousarray(raw))
+        if not isinstance(raw, torch.Tensor):
+            raise ValueError(f"{type(self).__name__}.encode takes a tensor or array, got {type(raw).__name__}")
+        if raw.is_complex() or raw.dtype == torch.bool:
+            raise ValueError(f"cannot use data of dtype {raw.dtype}")
+        if not raw.is_floating_point():
+            raw = raw.to(torch.get_default_dtype())
+        return raw
+
+    def decode(self, x):
+        """States -> raw data. Base: identity."""
+        return x
+
+    # --- model defaults -------------------------------------------------------------------
+    def default_process(self):
+        from . import processes
+
+        return processes.EDM(sigma_data=float(self.settings.get("sigma_data", 0.5)))
+
+    def default_network(self, example: torch.Tensor, num_classes: int | None = None) -> torch.nn.Module:
+        from . import nets
+
+        if example.dim() != 2:
+            raise ValueError(f"the base domain's default network is an MLP for states (B, d); got shape "
+                             f"{tuple(example.shape)} (override default_network or pass network=)")
+        return nets.MLP(dim=int(example.shape[1]), hidden=int(self.settings.get("hidden", 128)),
+                        depth=int(self.settings.get("depth", 3)), num_classes=num_classes)
+
+    def cond_from_batch(self, batch) -> tuple[torch.Tensor, dict]:
+        """``batch = (x, labels_or_None)`` -> ``(x, cond)``; the labels go to cond key ``"label"``."""
+        x, labels = batch
+        return x, ({} if labels is None else {"label": labels})
+
+    def metrics(self, model, data: DomainData) -> dict[str, float]:
+        return {}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _from_dataset(ds):
+    try:
+        n = len(ds)
+    except TypeError as exc:
+        raise ValueError("a Dataset without len() cannot be loaded; materialise it first") from exc
+    if n == 0:
+        raise ValueError("the data set is empty")
+    xs, ys = [], []
+    for i in range(n):
+        item = ds[i]
+        if isinstance(item, (tuple, list)):
+            if len(item) != 2:
+                raise ValueError(f"dataset items must be x or (x, label), got a {len(item)}-tuple")
+            xs.append(torch.as_tensor(item[0]))
+            ys.append(int(item[1]))
+        else:
+            xs.append(torch.as_tensor(item))
+    if ys and len(ys) != len(xs):
+        raise ValueError("either every dataset item has a label or none has")
+    return torch.stack(xs), (torch.tensor(ys, dtype=torch.long) if ys else None)
+
+
+def _check_labels(labels, n: int) -> torch.Tensor:
+    labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    if labels.is_floating_point():
+        if not bool((labels == labels.round()).all()):
+            raise ValueError("labels must be integer class indices")
+    elif labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    labels = labels.long().reshape(-1)
+    if labels.shape[0] != n:
+        raise ValueError(f"got {labels.shape[0]} labels for {n} samples")
+    if bool((labels < 0).any()):
+        raise ValueError("labels must be >= 0 (-1 is reserved for the null class of classifier-free guidance)")
+    return labels
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+_REGISTRY: dict[str, type] = {"base": Domain}
+
+
+def register_domain(name: str, cls: type) -> type:
+    """Register a :class:`Domain` subclass under ``name`` in this process (no packaging needed).
+
+    Registering the same class again is a no-op; another class under a taken name is an error.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Domain)):
+        raise TypeError(f"only Domain subclasses can be registered, got {cls!r}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a domain name is a non-empty string, got {name!r}")
+    have = _REGISTRY.get(name)
+    if have is not None and have is not cls:
+        raise ValueError(f"a domain named {name!r} is already registered ({have.__module__}.{have.__qualname__})")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _entry_points():
+    from importlib.metadata import entry_points
+
+    try:
+        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    except Exception:  # pragma: no cover - broken metadata should not break the registry
+        return {}
+
+
+def names() -> list[str]:
+    """Every domain name :func:`domain` can resolve."""
+    return sorted(set(_REGISTRY) | set(_entry_points()))
+
+
+def domain(name: str, **settings) -> Domain:
+    """The domain registered as ``name`` (in-process or entry point ``stochgen.domains``), built with ``settings``."""
+    if isinstance(name, Domain):
+        return name
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        ep = _entry_points().get(name)
+        if ep is None:
+            raise ValueError(f"unknown domain {name!r}; known domains: {', '.join(names())}")
+        try:
+            cls = ep.load()
+        except Exception as exc:
+            raise ValueError(f"the domain {name!r} is registered by {ep.value!r} but could not be imported: "
+                             f"{exc}") from exc
+        if not (isinstance(cls, type) and issubclass(cls, Domain)):
+            raise ValueError(f"the entry point {name!r} = {ep.value!r} is not a stochgen.Domain subclass")
+    return cls(**settings)
+
+
+def registered_name(dom: Domain) -> str:
+    """The name under which ``type(dom)`` resolves (its ``name`` attribute when that resolves to it)."""
+    cls = type(dom)
+    if _REGISTRY.get(dom.name) is cls:
+        return dom.name
+    for n, c in _REGISTRY.items():
+        if c is cls:
+            return n
+    return dom.name

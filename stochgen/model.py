@@ -1,0 +1,212 @@
+"""``stochgen.Model``: a trained network with everything needed to use it, and ``stochgen.load``.
+
+A model is a domain, a process, a network (plus its EMA copy), the prediction kind the
+network's denoiser returns and its preconditioning. ``model.save(path)`` writes one
+checkpoint whose spec rebuilds all of it through ``stochgen.domain(name, **settings)``,
+``processes.from_spec`` and ``nets.build``, so ``stochgen.load(path)`` needs no script.
+Training checkpoints written by ``stochgen.fit`` load the same way.
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+import torch
+from torch import nn
+
+from . import checkpoint as _ckpt
+from .objectives import Denoiser
+
+SPEC_KIND = "stochgen.model"
+
+__all__ = ["Model", "load", "SPEC_KIND"]
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class Model:
+    """Use a trained model: ``denoise``, ``sample``, ``log_likelihood``, ``save``.
+
+    Attributes: ``domain``, ``process``, ``net`` (trained weights), ``ema`` (the EMA copy or
+    None), ``prediction``, ``precondition`` (``"edm"`` or None), ``spec``, ``history``
+    (``{"loss": [...per step], "val": [[step, loss], ...]}`` after ``fit``).
+    """
+
+    def __init__(self, domain, process, net: nn.Module, prediction: str = "x0", precondition: str | None = None,
+                 ema: nn.Module | None = None, ema_decay: float | None = None, state_shape=None,
+                 num_classes: int | None = None, sampler: str | None = None, steps: int | None = None,
+                 extra_spec: dict | None = None):
+        self.domain, self.process, self.net, self.ema = domain, process, net, ema
+        self.prediction, self.precondition = prediction, precondition
+        self.ema_decay = ema_decay
+        self.state_shape = None if state_shape is None else tuple(int(s) for s in state_shape)
+        self.num_classes = num_classes
+        self.sampler = sampler or domain.default_sampler
+        self.steps = int(steps or domain.default_steps)
+        self.extra_spec = dict(extra_spec or {})
+        self.history: dict = {"loss": [], "val": []}
+        self._denoiser = Denoiser(self.weights, process, prediction, precondition)
+
+    # --- pieces ---------------------------------------------------------------------------
+    @property
+    def weights(self) -> nn.Module:
+        """The network used for inference: the EMA copy when there is one."""
+        return self.ema if self.ema is not None else self.net
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.weights.parameters()).device
+
+    def to(self, device) -> "Model":
+        self.net.to(device)
+        if self.ema is not None:
+            self.ema.to(device)
+        return self
+
+    @property
+    def spec(self) -> dict:
+        from .domain import registered_name
+
+        spec_fn = getattr(self.net, "spec", None)
+        if not callable(spec_fn):
+            raise TypeError(f"the network {type(self.net).__name__} has no spec(); a checkpoint can only hold networks "
+                            "from stochgen.nets (or registered with stochgen.nets.register)")
+        return {
+            "kind": SPEC_KIND,
+            "stochgen_version": _version(),
+            "domain": {"name": registered_name(self.domain), "settings": dict(self.domain.settings)},
+            "process": self.process.spec(),
+            "net": spec_fn(),
+            "prediction": self.prediction,
+            "preconditioning": self.precondition,
+            "ema_decay": self.ema_decay,
+            "sampler": self.sampler,
+            "steps": self.steps,
+            "state_shape": None if self.state_shape is None else list(self.state_shape),
+            "num_classes": self.num_classes,
+            **self.extra_spec,
+        }
+
+    def state_dicts(self) -> dict:
+        out = {"net": self.net.state_dict()}
+        if self.ema is not None:
+            out["ema"] = self.ema.state_dict()
+        return out
+
+    # --- use ------------------------------------------------------------------------------
+    def denoise(self, x: torch.Tensor, t, **cond) -> torch.Tensor:
+        """The declared prediction at ``(x, t)`` (EMA weights, eval mode, EDM preconditioning if any)."""
+        self.weights.eval()
+        return self._denoiser(x, t, **cond)
+
+    __call__ = denoise
+
+    def _cond(self, n: int, cond: dict | None) -> dict:
+        cond = dict(cond or {})
+        lab = cond.get("label")
+        if lab is not None:
+            lab = torch.as_tensor(lab, dtype=torch.long, device=self.device)
+            cond["label"] = lab.reshape(1).expand(n) if lab.numel() == 1 else lab
+        return cond
+
+    def sample(self, n: int, sampler: str | None = None, steps: int | None = None, cond: dict | None = None,
+               generator: torch.Generator | None = None, guidance_scale=None, decode: bool = False,
+               progress: bool = False, **options):
+        """Draw ``n`` samples (states, or the domain's raw data with ``decode=True``).
+
+        ``cond={"label": k}`` (an int or ``(n,)`` tensor) asks for a class;
+        ``guidance_scale`` w applies classifier-free guidance (unconditional branch: label -1).
+        ``options`` go to ``stochgen.sample`` (``x_T``, ``dtype``, ``grid``, ``return_info`` ...).
+        """
+        from .guidance import cfg
+        from .sampling import sample as _sample
+
+        if self.state_shape is None:
+            raise ValueError("this model does not know its state shape; pass x_T=... to stochgen.sample instead")
+        cond = self._cond(int(n), cond)
+        fn = self.denoise
+        if guidance_scale is not None:
+            if self.num_classes is None:
+                raise ValueError("classifier-free guidance needs a class-conditional model (trained with labels)")
+            if cond.get("label") is None:
+                raise ValueError("guidance_scale needs cond={'label': ...}")
+            fn = cfg(self.denoise, guidance_scale, uncond={"label": -1})
+        shape = None if "x_T" in options else (int(n),) + self.state_shape
+        out = _sample(self.process, fn, shape, sampler=sampler or self.sampler, steps=int(steps or self.steps),
+                      prediction=self.prediction, generator=generator, cond=cond, device=self.device,
+                      progress=progress, **options)
+        if decode:
+            if isinstance(out, tuple):
+                return self.domain.decode(out[0]), out[1]
+            return self.domain.decode(out)
+        return out
+
+    def log_likelihood(self, x, **kw) -> torch.Tensor:
+        """log p(x) in nats per sample by the probability-flow ODE (``stochgen.log_likelihood``)."""
+        from .likelihood import log_likelihood
+
+        return log_likelihood(self.process, self.denoise, x, prediction=self.prediction, **kw)
+
+    def bits_per_dim(self, x, **kw) -> torch.Tensor:
+        from .likelihood import bits_per_dim
+
+        return bits_per_dim(self.process, self.denoise, x, prediction=self.prediction, **kw)
+
+    def save(self, path) -> str:
+        """Write the model (weights, EMA, spec) to one checkpoint file, atomically."""
+        return _ckpt.save(path, self.state_dicts(), self.spec)
+
+    def __repr__(self) -> str:
+        return (f"Model(domain={self.domain!r}, process={self.process!r}, net={type(self.net).__name__}, "
+                f"prediction={self.prediction!r}, precondition={self.precondition!r}, ema={self.ema is not None})")
+
+
+def model_from_spec(spec: dict, domain=None) -> Model:
+    """Rebuild a :class:`Model` (fresh weights) from a checkpoint spec."""
+    from . import nets, processes
+    from .domain import domain as _domain
+
+    if not isinstance(spec, dict) or spec.get("kind") != SPEC_KIND:
+        raise ValueError("the checkpoint is not a stochgen model (its spec has no kind "
+                         f"{SPEC_KIND!r}; was it written by Model.save or stochgen.fit?)")
+    for key in ("domain", "process", "net", "prediction"):
+        if key not in spec:
+            raise ValueError(f"the model spec lacks {key!r}")
+    if domain is None:
+        d = spec["domain"]
+        domain = _domain(d["name"], **(d.get("settings") or {}))
+    process = processes.from_spec(spec["process"])
+    net = nets.build(spec["net"])
+    ema = copy.deepcopy(net).float() if spec.get("ema_decay") else None
+    if ema is not None:
+        ema.requires_grad_(False)
+    known = {"kind", "stochgen_version", "domain", "process", "net", "prediction", "preconditioning", "ema_decay",
+             "sampler", "steps", "state_shape", "num_classes"}
+    return Model(domain, process, net, prediction=spec["prediction"], precondition=spec.get("preconditioning"),
+                 ema=ema, ema_decay=spec.get("ema_decay"), state_shape=spec.get("state_shape"),
+                 num_classes=spec.get("num_classes"), sampler=spec.get("sampler"), steps=spec.get("steps"),
+                 extra_spec={k: v for k, v in spec.items() if k not in known})
+
+
+def load(path, device="cpu") -> Model:
+    """Load a model saved by ``Model.save`` or a training checkpoint of ``stochgen.fit``."""
+    states, spec = _ckpt.load(path, device="cpu")
+    try:
+        model = model_from_spec(spec)
+    except ValueError as exc:
+        raise ValueError(f"cannot load {os.fspath(path)!r}: {exc}") from exc
+    if "net" not in states:
+        raise ValueError(f"{os.fspath(path)!r} holds no network weights (group 'net')")
+    try:
+        model.net.load_state_dict(states["net"])
+        if model.ema is not None:
+            model.ema.load_state_dict(states.get("ema", states["net"]))
+    except RuntimeError as exc:
+        raise ValueError(f"{os.fspath(path)!r}: the stored weights do not fit the network its spec describes: "
+                         f"{exc}") from exc
+    model.net.eval()
+    return model.to(device)
