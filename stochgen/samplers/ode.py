@@ -18,6 +18,17 @@ Two equivalent views of the probability-flow ODE are used:
   (Lu et al. 2022, DPM-Solver++), and the integral is approximated by a Taylor
   expansion of ``x0_hat`` in ``lambda`` built from the previous steps (multistep).
 
+Implementation: the schedule of the whole grid is evaluated once per call. For the common
+case -- a process whose ``offset`` is the plain number 0 (all but the mean-reverting ones) and
+one time for the whole batch -- alpha, sigma and lambda at every grid time are Python floats,
+each step folds its coefficients into 1-6 full-size tensor ops (``torch.lerp`` / ``add`` with
+``alpha=``), and the model's output is converted to x0 with the same float coefficients (one
+model call, as ``Prediction.x0``). Differences of predictions (Heun's ``x0_2 - x~_e``,
+DPM-Solver++'s divided differences) are still formed before they are scaled, so round-off is
+not amplified where the coefficients grow. A nonzero offset (a tensor), per-sample times (time
+shift with ``ts_stat="sample"``), a schedule that needs gradients and Euler/Heun steps from
+``alpha = 0`` take the general path, in tensors.
+
 A grid produced by :mod:`stochgen.samplers.grids` ends at the data end ``t_lo`` where
 ``sigma = 0`` (``lambda = inf``); that last interval is taken as an explicit denoising
 step ``x = alpha x0_hat + offset`` by every sampler (first order in the step, exact
@@ -73,6 +84,7 @@ import warnings
 import torch
 
 from .._validate import batch_time
+from ..parameterization import KINDS, Prediction
 from .registry import register
 
 SQRT2_M1 = math.sqrt(2.0) - 1.0
@@ -105,6 +117,7 @@ class _At:
     """Schedule quantities at time ``t`` (scalar or one per sample), shaped to broadcast with ``x``."""
 
     __slots__ = ("t", "alpha", "sigma", "lam", "off")
+    fast = False  # see _Pt
 
     def __init__(self, process, t: torch.Tensor, x: torch.Tensor, cond: dict):
         tb = batch_time(t, x)
@@ -135,6 +148,117 @@ def _cast(c, x):
 def _default_data_var(process) -> float:
     sd = getattr(process, "sigma_data", None)
     return float(sd) ** 2 if sd is not None else 1.0
+
+
+def _fexp(v: float) -> float:
+    try:
+        return math.exp(v)
+    except OverflowError:
+        return math.inf
+
+
+def _scaled(x: torch.Tensor, c: float) -> torch.Tensor:
+    return x if c == 1.0 else x * c
+
+
+class _Pt:
+    """Schedule quantities at one scalar time as Python floats: the fast path (see :class:`_Schedule`).
+
+    ``t`` is the time as a 0-d tensor (what :class:`_At` and ``Prediction``'s conversions get),
+    ``tm`` the time as the model gets it: one entry per sample, in the state's dtype.
+    """
+
+    __slots__ = ("t", "tm", "alpha", "sigma", "lam")
+    fast = True
+
+    def __init__(self, t, tm, alpha: float, sigma: float, lam: float):
+        self.t, self.tm, self.alpha, self.sigma, self.lam = t, tm, alpha, sigma, lam
+
+    @property
+    def sig_tilde(self) -> float:
+        """sigma / alpha = exp(-lambda) (inf where alpha = 0)."""
+        return _fexp(-self.lam)
+
+    def is_data_end(self) -> bool:
+        return self.sigma == 0.0
+
+
+def _try(fn, *args):
+    """``fn(*args)``, or None where Python-float arithmetic fails (a division by 0, an overflow) --
+    the general (tensor) path then takes the step and gives what it always gave there (inf / nan)."""
+    try:
+        return fn(*args)
+    except ArithmeticError:
+        return None
+
+
+class _Schedule:
+    """The schedule over a sampler call's time grid, and the model calls.
+
+    Fast path: when the process's offset is the plain number 0 (every linear process but the
+    mean-reverting ones), alpha, sigma and lambda at all grid times come from one vectorised
+    call each and are kept as Python floats (:class:`_Pt`), so a step's coefficients cost no
+    tensor ops and no device syncs, and the samplers fold them into a few full-size ops.
+    Otherwise (an offset tensor), and at per-sample times (time shift with ``ts_stat="sample"``),
+    points are :class:`_At` (tensors) and the samplers take their general path.
+    """
+
+    def __init__(self, process, pred, x: torch.Tensor, times: torch.Tensor):
+        self.process, self.pred, self.cond = process, pred, pred.cond
+        self.x_like, self.n = x, x.shape[0]
+        self.t = times.unbind(0)
+        off = process.offset(batch_time(times[0], x), **self.cond)
+        self.fast = isinstance(off, (int, float)) and not isinstance(off, bool) and off == 0
+        cls = type(pred)
+        # the model's output converted here with float coefficients, as Prediction.x0 would
+        self.direct = (getattr(pred, "kind", None) in KINDS and getattr(cls, "x0", None) is Prediction.x0
+                       and getattr(cls, "as_kind", None) is Prediction.as_kind)
+        if self.fast:
+            tt = times.reshape((-1,) + (1,) * (x.dim() - 1))
+            sched = [torch.broadcast_to(torch.as_tensor(f(tt)), tt.shape).reshape(-1)
+                     for f in (process.alpha, process.sigma, process.lambda_)]
+            # a schedule with parameters that gradients must reach stays in tensors (general path)
+            self.fast = not (torch.is_grad_enabled() and any(c.requires_grad for c in sched))
+        if self.fast:
+            tm = times.to(x.dtype).unsqueeze(1).expand(-1, self.n).unbind(0)
+            self.pts = [_Pt(*v) for v in zip(self.t, tm, *(c.tolist() for c in sched))]
+
+    def __getitem__(self, i: int):
+        """The schedule at grid time ``i``."""
+        return self.pts[i] if self.fast else _At(self.process, self.t[i], self.x_like, self.cond)
+
+    def point(self, t: torch.Tensor):
+        """The schedule at a time off the grid (0-d, or one per sample)."""
+        if not (self.fast and t.dim() == 0):
+            return _At(self.process, t, self.x_like, self.cond)
+        tb = batch_time(t, self.x_like)
+        p = self.process
+        return _Pt(t, t.to(self.x_like.dtype).expand(self.n), float(p.alpha(tb)), float(p.sigma(tb)),
+                   float(p.lambda_(tb)))
+
+    def general(self, p):
+        """``p`` as an :class:`_At` (the general path's tensors)."""
+        return _At(self.process, p.t, self.x_like, self.cond) if p.fast else p
+
+    def fast_x0(self, p) -> bool:
+        """Whether :meth:`x0` at ``p`` takes the fast conversion (it does what ``pred.x0`` does either way)."""
+        return p.fast and self.direct and (p.alpha != 0.0 or self.pred.kind in ("x0", "v"))
+
+    def x0(self, x: torch.Tensor, p) -> torch.Tensor:
+        """x0_hat(x, t) from one model call (``pred.x0``), converted with float coefficients on the fast path."""
+        if not self.fast_x0(p):
+            return self.pred.x0(x, p.t)
+        kind = self.pred.kind
+        out = self.pred(x, p.tm)
+        a, s = p.alpha, p.sigma
+        if kind == "x0":
+            return out
+        if kind == "eps":  # x0 = (x - s eps) / a
+            return torch.add(x, out, alpha=-s).div_(a)
+        if kind == "score":  # eps = -s score
+            return torch.add(x, out, alpha=s * s).div_(a)
+        n2 = a * a + s * s  # v = a eps - s x0
+        return torch.add(x * (a / n2), out, alpha=-s / n2)
 
 
 # --------------------------------------------------------------------------------------
@@ -243,28 +367,71 @@ def _from_xtilde(xt, at: _At):
     return _cast(at.alpha, xt) * xt + _cast(at.off, xt)
 
 
+def _ve_lerp(x, a: float, x0, a_next: float, r: float):
+    """``a_next (r x~ + (1 - r) x0)`` with ``x~ = x / a`` (fast path: zero offset, float coefficients)."""
+    if a == 1.0 and a_next == 1.0 and x0.dtype == x.dtype:
+        # x0 + r (x - x0): the weight r, not 1 - r, so that a small r keeps its relative precision in float32
+        return torch.lerp(x0, x, r)
+    return torch.add(_scaled(x, a_next * r / a), x0, alpha=a_next * (1.0 - r))
+
+
+def _ve_ratio(cur: _Pt, nxt: _Pt):
+    """r = s~_next / s~ of a fast Euler/Heun step (None: take the general path)."""
+    s, s_next = cur.sig_tilde, nxt.sig_tilde
+    if not (math.isfinite(s) and s > 0.0 and s_next > 0.0 and cur.alpha != 0.0):
+        return None
+    return s_next / s
+
+
+def _euler_general(pred, x, cur: _At, nxt: _At):
+    s, s_next = cur.sig_tilde, nxt.sig_tilde
+    if nxt.is_data_end():
+        return _from_xtilde(pred.x0(x, cur.t), nxt)
+    if bool(torch.isfinite(s).all()):
+        x0 = pred.x0(x, cur.t)
+        xt = _xtilde(x, cur)
+        return _from_xtilde(xt + _cast(s_next - s, x) * ((xt - x0) / _cast(s, x)), nxt)
+    # alpha = 0 at the start: the same Euler step written finitely (x~ = x0 + s~ eps)
+    x0, eps = pred.both(x, cur.t)
+    return _from_xtilde(x0 + _cast(s_next, x) * eps, nxt)
+
+
 @register("euler", kind="ode", default_grid="karras")
 def euler(process, pred, x, times, *, generator=None, callback=None, **options):
     """Euler on the probability-flow ODE in the VE-equivalent form dx~/ds~ = (x~ - x0_hat)/s~ (k-diffusion's euler)."""
     _reject_unknown("euler", options)
     times = check_times(times, x)
-    cond = pred.cond
-    cur = _At(process, times[0], x, cond)
+    sch = _Schedule(process, pred, x, times)
+    cur = sch[0]
     for i in range(len(times) - 1):
-        nxt = _At(process, times[i + 1], x, cond)
-        x0, eps = pred.both(x, cur.t)
-        s, s_next = cur.sig_tilde, nxt.sig_tilde
-        if nxt.is_data_end():
-            x = _from_xtilde(x0, nxt)
-        elif bool(torch.isfinite(s).all()):
-            d = (_xtilde(x, cur) - x0) / _cast(s, x)  # dx~/ds~
-            x = _from_xtilde(_xtilde(x, cur) + _cast(s_next - s, x) * d, nxt)
-        else:  # alpha = 0 at the start: the same Euler step written finitely (x~ = x0 + s~ eps)
-            x = _from_xtilde(x0 + _cast(s_next, x) * eps, nxt)
+        nxt = sch[i + 1]
+        if cur.fast and nxt.fast and nxt.is_data_end():
+            x = sch.x0(x, cur) * nxt.alpha
+        elif cur.fast and nxt.fast and (r := _ve_ratio(cur, nxt)) is not None:
+            x = _ve_lerp(x, cur.alpha, sch.x0(x, cur), nxt.alpha, r)  # x~ + (s~' - s~)(x~ - x0)/s~
+        else:
+            x = _euler_general(pred, x, sch.general(cur), sch.general(nxt))
         cur = nxt
         if callback is not None:
-            callback(i, times[i + 1], x)
+            callback(i, sch.t[i + 1], x)
     return x
+
+
+def _heun_general(pred, x, cur: _At, nxt: _At):
+    s, s_next = cur.sig_tilde, nxt.sig_tilde
+    if nxt.is_data_end():
+        return _from_xtilde(pred.x0(x, cur.t), nxt)
+    if not bool(torch.isfinite(s).all()):
+        x0, eps = pred.both(x, cur.t)
+        return _from_xtilde(x0 + _cast(s_next, x) * eps, nxt)
+    x0 = pred.x0(x, cur.t)
+    xt = _xtilde(x, cur)
+    ds = _cast(s_next - s, x)
+    d = (xt - x0) / _cast(s, x)
+    xt_e = xt + ds * d
+    x0_2 = pred.x0(_from_xtilde(xt_e, nxt), nxt.t)
+    d2 = (xt_e - x0_2) / _cast(s_next, x)
+    return _from_xtilde(xt + ds * 0.5 * (d + d2), nxt)
 
 
 @register("heun", kind="ode", default_grid="karras")
@@ -282,51 +449,63 @@ def heun(process, pred, x, times, *, generator=None, callback=None, S_churn: flo
     if S_churn < 0 or S_noise < 0:
         raise ValueError(f"S_churn and S_noise must be >= 0, got {S_churn}, {S_noise}")
     times = check_times(times, x)
-    cond = pred.cond
     n_steps = len(times) - 1
     gamma_max = min(S_churn / n_steps, SQRT2_M1) if S_churn > 0 else 0.0
     s_cap = math.inf
     if gamma_max > 0 and math.isfinite(process.t_hi):
         s_cap = float(torch.exp(-process.lambda_(torch.tensor(process.t_hi, dtype=times.dtype))))
-    cur = _At(process, times[0], x, cond)
+    sch = _Schedule(process, pred, x, times)
+    cur = sch[0]
     for i in range(n_steps):
-        nxt = _At(process, times[i + 1], x, cond)
-        s = cur.sig_tilde
-        s_f = float(s.reshape(-1)[0])
-        gamma = gamma_max if (gamma_max > 0 and S_min <= s_f <= S_max and math.isfinite(s_f)) else 0.0
-        if gamma > 0:
-            s_hat = min(s_f * (1.0 + gamma), s_cap)
-            if s_hat > s_f:
-                xt = _xtilde(x, cur)
-                xt = xt + math.sqrt(s_hat**2 - s_f**2) * S_noise * _randn_like(x, generator)
-                t_hat = process.t_of_lambda(torch.tensor(-math.log(s_hat), dtype=times.dtype, device=x.device))
-                cur = _At(process, t_hat, x, cond)
-                s = cur.sig_tilde
-                x = _from_xtilde(xt, cur)
-        x0, eps = pred.both(x, cur.t)
-        s_next = nxt.sig_tilde
-        if nxt.is_data_end():
-            x = _from_xtilde(x0, nxt)
-        elif not bool(torch.isfinite(s).all()):
-            x = _from_xtilde(x0 + _cast(s_next, x) * eps, nxt)
+        nxt = sch[i + 1]
+        if gamma_max > 0:
+            s = cur.sig_tilde
+            s_f = s if cur.fast else float(s.reshape(-1)[0])
+            if S_min <= s_f <= S_max and math.isfinite(s_f):
+                s_hat = min(s_f * (1.0 + gamma_max), s_cap)
+                if s_hat > s_f:
+                    c = math.sqrt(s_hat**2 - s_f**2) * S_noise
+                    z = _randn_like(x, generator)
+                    t_hat = process.t_of_lambda(torch.tensor(-math.log(s_hat), dtype=times.dtype, device=x.device))
+                    new = sch.point(t_hat)
+                    if cur.fast and new.fast and cur.alpha != 0.0:  # x~ = x / a + c z, x = a^ x~
+                        x = torch.add(_scaled(x, new.alpha / cur.alpha), z, alpha=new.alpha * c)
+                    else:
+                        x = _from_xtilde(_xtilde(x, sch.general(cur)) + c * z, sch.general(new))
+                    cur = new
+        if cur.fast and nxt.fast and nxt.is_data_end():
+            x = sch.x0(x, cur) * nxt.alpha
+        elif cur.fast and nxt.fast and (r := _ve_ratio(cur, nxt)) is not None:
+            # x~' = x~ + (s~' - s~)(d + d2)/2 with d = (x~ - x0)/s~ and d2 = (x~_e - x0_2)/s~' at the Euler point
+            # x~_e = r x~ + (1 - r) x0, r = s~'/s~: x~' = (x~ + x~_e)/2 + (1/r - 1)/2 (x0_2 - x~_e). x0_2 - x~_e is
+            # formed first, as in d2: near the data end x0_2 follows x~_e, and their round-off cancels there.
+            a, a_next = cur.alpha, nxt.alpha
+            x0 = sch.x0(x, cur)
+            x_e = _ve_lerp(x, a, x0, a_next, r)
+            x0_2 = sch.x0(x_e, nxt)
+            x = _add_(_ve_lerp(x, a, x0, a_next, 0.5 * (1.0 + r)), torch.sub(x0_2, x_e, alpha=1.0 / a_next),
+                      a_next * 0.5 * (1.0 / r - 1.0))
         else:
-            xt = _xtilde(x, cur)
-            ds = _cast(s_next - s, x)
-            d = (xt - x0) / _cast(s, x)
-            xt_e = xt + ds * d
-            x_e = _from_xtilde(xt_e, nxt)
-            x0_2 = pred.x0(x_e, nxt.t)
-            d2 = (xt_e - x0_2) / _cast(s_next, x)
-            x = _from_xtilde(xt + ds * 0.5 * (d + d2), nxt)
+            x = _heun_general(pred, x, sch.general(cur), sch.general(nxt))
         cur = nxt
         if callback is not None:
-            callback(i, times[i + 1], x)
+            callback(i, sch.t[i + 1], x)
     return x
 
 
 # --------------------------------------------------------------------------------------
 # DDIM
 # --------------------------------------------------------------------------------------
+def _ddim_coef(cur: _Pt, nxt: _Pt, eta: float):
+    """(c2, keep) of a fast DDIM step: c^2 = eta^2 sigma_t^2 (1 - e^{-2h}) and sqrt(sigma_t^2 - c^2)."""
+    c2 = 0.0
+    if eta > 0:
+        c2 = eta**2 * nxt.sigma**2 * (-math.expm1(-2.0 * (nxt.lam - cur.lam)))
+        if math.isnan(c2):
+            c2 = 0.0
+    return c2, math.sqrt(max(nxt.sigma**2 - c2, 0.0)) / cur.sigma
+
+
 @register("ddim", kind="ode", default_grid="karras")
 def ddim(process, pred, x, times, *, generator=None, callback=None, eta: float = 0.0, time_shift: bool = False,
          **options):
@@ -343,23 +522,40 @@ def ddim(process, pred, x, times, *, generator=None, callback=None, eta: float =
     times = check_times(times, x)
     cond = pred.cond
     shift = _TimeShift(process, times, time_shift, cond, **ts_kw)
-    cur = _At(process, times[0], x, cond)
+    sch = _Schedule(process, pred, x, times)
+    cur = sch[0]
     for i in range(len(times) - 1):
-        nxt = _At(process, times[i + 1], x, cond)
-        x0, eps = pred.both(x, cur.t)
-        # c^2 = eta^2 sigma_t^2 (1 - e^{-2h}); e^{-h} = sigma_t alpha_s / (sigma_s alpha_t) is 0 at either end
-        if eta > 0:
-            c2 = torch.nan_to_num(eta**2 * nxt.sigma**2 * (-torch.expm1(-2.0 * (nxt.lam - cur.lam))), nan=0.0)
+        nxt = sch[i + 1]
+        coef = _try(_ddim_coef, cur, nxt, eta) if (nxt.fast and sch.fast_x0(cur)) else None
+        if coef is not None:
+            # eps_hat = (x - alpha_s x0_hat)/sigma_s, so x_t = k x + (alpha_t - k alpha_s) x0_hat, k = keep/sigma_s
+            c2, k = coef
+            x0 = sch.x0(x, cur)
+            if k == 0.0:
+                x_new = x0 * nxt.alpha
+            elif cur.alpha == 1.0 and nxt.alpha == 1.0 and x0.dtype == x.dtype:
+                x_new = torch.lerp(x0, x, k)
+            else:
+                x_new = torch.add(x * k, x0, alpha=nxt.alpha - k * cur.alpha)
+            if eta > 0 and not nxt.is_data_end():
+                x_new = _add_(x_new, _randn_like(x, generator), math.sqrt(c2))
+            x = x_new
         else:
-            c2 = torch.zeros_like(nxt.sigma)
-        keep = torch.sqrt(torch.clamp(nxt.sigma**2 - c2, min=0.0))
-        x = _cast(nxt.alpha, x) * x0 + _cast(nxt.off, x) + _cast(keep, x) * eps
-        if eta > 0 and not nxt.is_data_end():
-            x = x + _cast(torch.sqrt(c2), x) * _randn_like(x, generator)
+            cg, ng = sch.general(cur), sch.general(nxt)
+            x0, eps = pred.both(x, cg.t)
+            # c^2 = eta^2 sigma_t^2 (1 - e^{-2h}); e^{-h} = sigma_t alpha_s / (sigma_s alpha_t) is 0 at either end
+            if eta > 0:
+                c2 = torch.nan_to_num(eta**2 * ng.sigma**2 * (-torch.expm1(-2.0 * (ng.lam - cg.lam))), nan=0.0)
+            else:
+                c2 = torch.zeros_like(ng.sigma)
+            keep = torch.sqrt(torch.clamp(ng.sigma**2 - c2, min=0.0))
+            x = _cast(ng.alpha, x) * x0 + _cast(ng.off, x) + _cast(keep, x) * eps
+            if eta > 0 and not ng.is_data_end():
+                x = x + _cast(torch.sqrt(c2), x) * _randn_like(x, generator)
         t_eff = shift(x, i + 1)
-        cur = nxt if t_eff is None else _At(process, t_eff, x, cond)
+        cur = nxt if t_eff is None else sch.point(t_eff)
         if callback is not None:
-            callback(i, times[i + 1], x)
+            callback(i, sch.t[i + 1], x)
     return x
 
 
@@ -399,6 +595,49 @@ def _dpmpp_step(x, cur: _At, nxt: _At, D0, hist, order: int):
     return out + _cast(nxt.off, x)
 
 
+def _dpmpp_coef(cur: _Pt, nxt: _Pt, lams, order: int):
+    """:func:`_dpmpp_step`'s coefficients on the fast path, as Python floats: (c_x, c0, w) for orders 1
+    and 2, (c_x, c0, g0, g1) for order 3; ``lams`` are the lambdas of the stored predictions
+    D_{-1}, D_{-2}, most recent first (see :func:`_dpmpp_fast`)."""
+    h = nxt.lam - cur.lam
+    a_t = nxt.alpha
+    phi1 = math.expm1(-h)
+    c_x, c0 = nxt.sigma / cur.sigma, -a_t * phi1
+    if order >= 2 and len(lams) >= 1:
+        r0 = (cur.lam - lams[0]) / h  # D1_0 = (D0 - D_{-1}) / r0 ~ h D'
+        if order >= 3 and len(lams) >= 2:
+            r1 = (lams[0] - lams[1]) / h  # D1_1 = (D_{-1} - D_{-2}) / r1
+            phi2 = phi1 / h + 1.0
+            phi3 = phi2 / h - 0.5
+            k, m = r0 / (r0 + r1), 2.0 / (r0 + r1)
+            # a phi2 D1 - a phi3 D2 = g0 (D0 - D_{-1}) + g1 (D_{-1} - D_{-2}),
+            # D1 = (1 + k) D1_0 - k D1_1 ~ h D', D2 = m (D1_0 - D1_1) ~ h^2 D''
+            return c_x, c0, a_t * (phi2 * (1.0 + k) - phi3 * m) / r0, a_t * (phi3 * m - phi2 * k) / r1
+        return c_x, c0, -0.5 / r0  # DPM-Solver++(2M): D0 + D1_0 / 2 = lerp(D0, D_{-1}, -1/(2 r0))
+    return c_x, c0, None
+
+
+def _add_(out: torch.Tensor, y: torch.Tensor, c: float) -> torch.Tensor:
+    """``out + c y``, in place in ``out`` (a fresh tensor of ours) unless that would lower y's dtype."""
+    return out.add_(y, alpha=c) if out.dtype == torch.promote_types(out.dtype, y.dtype) else torch.add(out, y, alpha=c)
+
+
+def _dpmpp_fast(x, coef, Ds):
+    """:func:`_dpmpp_step` from :func:`_dpmpp_coef`'s floats in 2 (order 1), 3 (order 2) or 6 (order 3)
+    full-size ops; ``Ds`` = (D0, D_{-1}, D_{-2}) as far as used. Differences of predictions are formed
+    before they are scaled, as in :func:`_dpmpp_step` (where 1/r0 is large they nearly cancel)."""
+    if len(coef) == 4:
+        c_x, c0, g0, g1 = coef
+        out = torch.sub(Ds[0], Ds[1]).mul_(g0)
+        return _add_(out.add_(torch.sub(Ds[1], Ds[2]), alpha=g1).add_(Ds[0], alpha=c0), x, c_x)
+    c_x, c0, w = coef
+    return _add_(torch.mul(Ds[0], c0) if w is None else torch.lerp(Ds[0], Ds[1], w).mul_(c0), x, c_x)
+
+
+def _finite_lam(p) -> bool:
+    return math.isfinite(p.lam) if p.fast else bool(torch.isfinite(p.lam).all())
+
+
 def _dpmpp_multistep(name, order, process, pred, x, times, generator, callback, time_shift, lower_order_final,
                      options):
     ts_kw = _split_ts_options(options)
@@ -406,28 +645,34 @@ def _dpmpp_multistep(name, order, process, pred, x, times, generator, callback, 
     times = check_times(times, x)
     cond = pred.cond
     shift = _TimeShift(process, times, time_shift, cond, **ts_kw)
+    sch = _Schedule(process, pred, x, times)
     n_steps = len(times) - 1
-    hist: list = []
-    cur = _At(process, times[0], x, cond)
+    hist: list = []  # (lambda, x0_hat): lambda a float on the fast path, else a tensor
+    cur = sch[0]
     for i in range(n_steps):
-        nxt = _At(process, times[i + 1], x, cond)
-        D0 = pred.x0(x, cur.t)
-        if nxt.is_data_end():
-            x = _cast(nxt.alpha, x) * D0 + _cast(nxt.off, x)
+        nxt = sch[i + 1]
+        step_order = order
+        if lower_order_final and n_steps < 15:
+            step_order = min(order, n_steps - i)
+        coef = None
+        if cur.fast and nxt.fast and not nxt.is_data_end() and all(type(lam) is float for lam, _ in hist):
+            coef = _try(_dpmpp_coef, cur, nxt, [lam for lam, _ in reversed(hist)], step_order)
+        D0 = sch.x0(x, cur)
+        if coef is not None:
+            x = _dpmpp_fast(x, coef, [D0] + [D for _, D in reversed(hist)])
+        elif nxt.is_data_end():
+            x = D0 * nxt.alpha if nxt.fast else _cast(nxt.alpha, x) * D0 + _cast(nxt.off, x)
         else:
-            step_order = order
-            if lower_order_final and n_steps < 15:
-                step_order = min(order, n_steps - i)
-            x = _dpmpp_step(x, cur, nxt, D0, hist, step_order)
-        if bool(torch.isfinite(cur.lam).all()):
+            x = _dpmpp_step(x, sch.general(cur), sch.general(nxt), D0, hist, step_order)
+        if _finite_lam(cur):
             hist.append((cur.lam, D0))
             del hist[:-2]
         else:  # a prediction at alpha = 0 (lambda = -inf) cannot enter divided differences
             hist.clear()
         t_eff = shift(x, i + 1)
-        cur = nxt if t_eff is None else _At(process, t_eff, x, cond)
+        cur = nxt if t_eff is None else sch.point(t_eff)
         if callback is not None:
-            callback(i, times[i + 1], x)
+            callback(i, sch.t[i + 1], x)
     return x
 
 
@@ -458,6 +703,25 @@ def dpmpp_3m(process, pred, x, times, *, generator=None, callback=None, time_shi
                             lower_order_final, options)
 
 
+def _sde_coef(cur: _Pt, nxt: _Pt, prev_lam, eta: float, midpoint: bool, s_noise: float):
+    """(decay, c0, w, noise_sd) of a fast DPM-Solver++(2M) SDE step, as Python floats:
+    x_t = decay x_s + c0 lerp(D0, D_prev, w) + noise_sd z (w None for a first-order step)."""
+    h = nxt.lam - cur.lam
+    eta_h = eta * h if eta > 0 else 0.0
+    psi = h + eta_h
+    one_m = -math.expm1(-psi)  # 1 - e^{-psi}
+    decay = nxt.sigma / cur.sigma * _fexp(-eta_h)
+    if math.isnan(decay):
+        decay = 0.0
+    c0, w = nxt.alpha * one_m, None
+    if prev_lam is not None:  # + c (D0 - D_prev) / r = c0 (D0 + w (D_prev - D0))
+        r = (cur.lam - prev_lam) / h
+        c = 0.5 * nxt.alpha * one_m if midpoint else nxt.alpha * (1.0 - one_m / psi)
+        w = -c / (r * c0)
+    noise_sd = nxt.sigma * math.sqrt(-math.expm1(-2.0 * eta_h)) * s_noise if eta > 0 else 0.0
+    return decay, c0, w, noise_sd
+
+
 @register("dpm++2m-sde", kind="sde", default_grid="log_snr")
 def dpmpp_2m_sde(process, pred, x, times, *, generator=None, callback=None, eta: float = 1.0, s_noise: float = 1.0,
                  solver_type: str = "midpoint", time_shift: bool = False, **options):
@@ -479,35 +743,47 @@ def dpmpp_2m_sde(process, pred, x, times, *, generator=None, callback=None, eta:
     times = check_times(times, x)
     cond = pred.cond
     shift = _TimeShift(process, times, time_shift, cond, **ts_kw)
+    sch = _Schedule(process, pred, x, times)
     prev = None  # (lambda, D)
-    cur = _At(process, times[0], x, cond)
+    cur = sch[0]
     for i in range(len(times) - 1):
-        nxt = _At(process, times[i + 1], x, cond)
-        D0 = pred.x0(x, cur.t)
-        if nxt.is_data_end():
-            x = _cast(nxt.alpha, x) * D0 + _cast(nxt.off, x)
+        nxt = sch[i + 1]
+        second = prev is not None and _finite_lam(cur)
+        coef = None
+        if cur.fast and nxt.fast and not nxt.is_data_end() and (not second or type(prev[0]) is float):
+            coef = _try(_sde_coef, cur, nxt, prev[0] if second else None, eta, solver_type == "midpoint", s_noise)
+        D0 = sch.x0(x, cur)
+        if coef is not None:
+            decay, c0, w, noise_sd = coef
+            x_new = _add_(torch.mul(D0, c0) if w is None else torch.lerp(D0, prev[1], w).mul_(c0), x, decay)
+            if eta > 0:
+                x_new = _add_(x_new, _randn_like(x, generator), noise_sd)
+            x = x_new
+        elif nxt.is_data_end():
+            x = D0 * nxt.alpha if nxt.fast else _cast(nxt.alpha, x) * D0 + _cast(nxt.off, x)
         else:
-            h = nxt.lam - cur.lam
+            cg, ng = sch.general(cur), sch.general(nxt)
+            h = ng.lam - cg.lam
             eta_h = eta * h if eta > 0 else torch.zeros_like(h)
             psi = h + eta_h
             one_m = -torch.expm1(-psi)  # 1 - e^{-psi}
-            xc = x - _cast(cur.off, x)
-            decay = torch.nan_to_num(nxt.sigma / cur.sigma * torch.exp(-eta_h), nan=0.0)
-            x_new = _cast(decay, x) * xc + _cast(nxt.alpha * one_m, x) * D0
-            if prev is not None and bool(torch.isfinite(cur.lam).all()):
-                r = (cur.lam - prev[0]) / h
+            xc = x - _cast(cg.off, x)
+            decay = torch.nan_to_num(ng.sigma / cg.sigma * torch.exp(-eta_h), nan=0.0)
+            x_new = _cast(decay, x) * xc + _cast(ng.alpha * one_m, x) * D0
+            if second:
+                r = (cg.lam - prev[0]) / h
                 dD = (D0 - prev[1]) / _cast(r, x)
                 if solver_type == "midpoint":
-                    x_new = x_new + _cast(0.5 * nxt.alpha * one_m, x) * dD
+                    x_new = x_new + _cast(0.5 * ng.alpha * one_m, x) * dD
                 else:
-                    x_new = x_new + _cast(nxt.alpha * (1.0 - one_m / psi), x) * dD
+                    x_new = x_new + _cast(ng.alpha * (1.0 - one_m / psi), x) * dD
             if eta > 0:
-                noise_sd = nxt.sigma * torch.sqrt(-torch.expm1(-2.0 * eta_h)) * s_noise
+                noise_sd = ng.sigma * torch.sqrt(-torch.expm1(-2.0 * eta_h)) * s_noise
                 x_new = x_new + _cast(noise_sd, x) * _randn_like(x, generator)
-            x = x_new + _cast(nxt.off, x)
-        prev = (cur.lam, D0) if bool(torch.isfinite(cur.lam).all()) else None
+            x = x_new + _cast(ng.off, x)
+        prev = (cur.lam, D0) if _finite_lam(cur) else None
         t_eff = shift(x, i + 1)
-        cur = nxt if t_eff is None else _At(process, t_eff, x, cond)
+        cur = nxt if t_eff is None else sch.point(t_eff)
         if callback is not None:
-            callback(i, times[i + 1], x)
+            callback(i, sch.t[i + 1], x)
     return x
