@@ -89,6 +89,8 @@ def cmd_train(args) -> int:
     model = stochgen.fit(dom, data, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, device=args.device, ema=args.ema, val_split=args.val_split,
                          progress=not args.no_progress, log=args.log)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 writes
+        return 0
     path = model.save(args.out)
     print(f"trained {args.domain} on {len(data)} samples in {time.time() - t0:.1f} s; wrote {path}")
     return 0
