@@ -188,7 +188,7 @@ def cmd_demo(args) -> int:
     import stochgen
     from domains.images.plots import save_inpainting
 
-    steps = args.steps or (40 if args.quick else 1500)
+    steps = args.steps or (40 if args.quick else 1000)
     batch = args.batch_size or (32 if args.quick else 64)
     os.makedirs(args.out, exist_ok=True)
     dom = _resolve_domain("images")
@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on scikit-learn's 8x8 digits (a few minutes on a CPU), then write "
                                    "DIR/model.ckpt, DIR/samples.png (one row per digit), DIR/inpainting.png and "
                                    "print held-out bits/dim and classifier scores of the samples.")
-    d.add_argument("--steps", type=int, default=None, help="training steps (default 1500; 40 with --quick)")
+    d.add_argument("--steps", type=int, default=None, help="training steps (default 1000; 40 with --quick)")
     d.add_argument("--batch-size", type=int, default=None, help="default 64 (32 with --quick)")
     d.add_argument("--lr", type=float, default=1e-3)
     d.add_argument("--out", default="stochgen-demo", help="output folder (default: stochgen-demo)")
