@@ -186,7 +186,6 @@ def cmd_demo(args) -> int:
     import torch
 
     import stochgen
-    from domains.images.plots import save_inpainting
 
     steps = args.steps or (40 if args.quick else 1000)
     batch = args.batch_size or (32 if args.quick else 64)
@@ -207,8 +206,7 @@ def cmd_demo(args) -> int:
     dom.save_grid(x, os.path.join(args.out, "samples.png"), nrow=per_row)
     known = test.x[:6]
     filled, mask = dom.inpaint(model, known, "right", steps=20 if args.quick else 50, generator=g)
-    save_inpainting(dom.decode(known), mask, dom.decode(filled), os.path.join(args.out, "inpainting.png"),
-                    levels=dom.levels)
+    dom.save_inpainting(known, mask, filled, os.path.join(args.out, "inpainting.png"))
     m = dom.metrics(model, test, n_bpd=32 if args.quick else 128, n_per_class=per_row,
                     n_uncond=50 if args.quick else 500, guidance_scale=args.guidance, seed=args.seed)
     shares = [m[f"share_{k}"] for k in range(10) if f"share_{k}" in m]

@@ -179,6 +179,12 @@ class ImagesDomain(Domain):
 
         return save_grid(self.decode(x), path, levels=self.levels, nrow=nrow)
 
+    def save_inpainting(self, known, mask, filled, path) -> str:
+        """Write an (original | masked | inpainted) figure of states ``known`` and ``filled``."""
+        from .plots import save_inpainting
+
+        return save_inpainting(self.decode(known), mask, self.decode(filled), path, levels=self.levels)
+
     def mask(self, kind: str = "right") -> torch.Tensor:
         """Known-pixel mask (C, H, W) with the ``kind`` region (left/right/top/bottom/center) missing."""
         if self.image_shape is None:

@@ -231,3 +231,12 @@ class ScoreNet(nn.Module):
         if tuple(y.shape) != want:
             raise ValueError(f"y must have shape {want}, got {tuple(y.shape)}")
         return y.to(dtype)
+
+    def _inputs(self, x: torch.Tensor, t, cond: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network input (x in the parameters' dtype, with ``y`` concatenated on dim 1) and the embedding."""
+        dtype = self._param_dtype()
+        h = x.to(dtype)
+        y = self._cond_input(x, cond, dtype)
+        if y is not None:
+            h = torch.cat([h, y], dim=1)
+        return h, self._embed(x, t, cond)

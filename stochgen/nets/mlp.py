@@ -73,12 +73,7 @@ class MLP(ScoreNet):
     def forward(self, x: torch.Tensor, t, **cond) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"MLP(dim={self.dim}) takes x of shape (B, {self.dim}), got {tuple(x.shape)}")
-        dtype = self._param_dtype()
-        h = x.to(dtype)
-        y = self._cond_input(x, cond, dtype)
-        if y is not None:
-            h = torch.cat([h, y], dim=1)
-        e = self._embed(x, t, cond)
+        h, e = self._inputs(x, t, cond)
         h = self.in_proj(h)
         for blk in self.blocks:
             h = blk(h, e)

@@ -172,12 +172,7 @@ class _UNet(ScoreNet):
         if x.dim() != self._dims + 2 or x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__}(in_channels={self.in_channels}) takes x of shape "
                              f"{self._layout} with C={self.in_channels}, got {tuple(x.shape)}")
-        dtype = self._param_dtype()
-        h = x.to(dtype)
-        y = self._cond_input(x, cond, dtype)
-        if y is not None:
-            h = torch.cat([h, y], dim=1)
-        e = self._embed(x, t, cond)
+        h, e = self._inputs(x, t, cond)
         h = self.in_conv(h)
         hs = [h]
         for m in self.down:
