@@ -39,7 +39,9 @@ Peers (see benchmarks/README.md for the install):
   returns F with D = c_skip x + c_out F.
 
 Ours: the rows of ``OURS`` below whose sampler is registered (each sampler's default grid, the
-Karras grid where named, time-shift variants, the SDE samplers on the Karras grid).
+Karras grid where named, time-shift variants, the SDE samplers on the Karras grid, and rows
+"t_end=0.04" whose grid stops at sigma = 0.04 before the final denoising step -- one value for
+every NFE, via ``grid_options``).
 
 Run:  python benchmarks/bench_samplers.py              (~2.5 min on 2 CPU cores; ~2 min once the
                                                         reference is cached in the temp dir)
@@ -299,6 +301,10 @@ OURS = [
     ("unipc", "unipc", {}, False),
     ("unipc karras", "unipc", {"grid": "karras"}, False),
     ("unipc order 2", "unipc", {"order": 2}, False),
+    ("unipc t_end=0.04", "unipc", {"grid_options": {"t_end": 0.04}}, False),
+    ("ipndm", "ipndm", {}, False),
+    ("ipndm order 3", "ipndm", {"order": 3}, False),
+    ("ipndm log_snr t_end=0.04", "ipndm", {"grid": "log_snr", "grid_options": {"t_end": 0.04}}, False),
     ("ddim time_shift", "ddim", {"time_shift": True}, False),
     ("dpm++2m time_shift", "dpm++2m", {"time_shift": True}, False),
     ("dpm++3m time_shift", "dpm++3m", {"time_shift": True}, False),

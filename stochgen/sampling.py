@@ -9,7 +9,8 @@ from .samplers import grids, registry
 
 
 def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", steps: int = 20,
-           prediction: str | None = None, grid: str | None = None, times=None, generator: torch.Generator | None = None,
+           prediction: str | None = None, grid: str | None = None, grid_options: dict | None = None, times=None,
+           generator: torch.Generator | None = None,
            cond: dict | None = None, dtype=None, device=None, callback=None, progress: bool = False,
            return_info: bool = False, **options):
     """Integrate the reverse process from the prior (or from ``x_T``) to the data end.
@@ -18,6 +19,11 @@ def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", st
     or for jump samplers the denoising probabilities p(x_0 | x_t) of shape (*x.shape, K) ("probs").
     ``times`` overrides the grid (a decreasing 1-D tensor); otherwise the grid is
     ``grid`` (default: the sampler's own) with ``steps`` intervals ending at the data.
+    ``grid_options`` go to the grid function of :mod:`stochgen.samplers.grids`: ``t_end`` (the
+    last time before the final denoising step, default the process's ``t_min``; for EDM and VE
+    that time is the noise level sigma), ``t_start`` and, for ``"karras"``, ``rho``. At 5-10
+    steps a later ``t_end`` than EDM's sigma = 0.002 often helps (the final step then removes the
+    last noise in one go instead of spending a model call between sigma = 0.002 and 0).
     Returns the samples, or ``(samples, info)`` with ``info["nfe"]`` and ``info["times"]``
     when ``return_info`` is true.
     """
@@ -40,12 +46,15 @@ def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", st
     if times is None:
         if grid is None:  # the sampler's own grid, or uniform where the process has no log-SNR
             grid = info.default_grid if grids.has_log_snr(process) else "uniform"
-        times = grids.make_grid(process, steps, grid, dtype=torch.float64, device=x_T.device)
+        times = grids.make_grid(process, steps, grid, dtype=torch.float64, device=x_T.device,
+                                **_grid_options(grid, grid_options))
     else:
+        if grid_options:
+            raise ValueError("grid_options apply to a generated grid; they cannot be combined with times=")
         times = as_tensor(times, "times").to(device=x_T.device)
         if times.dim() != 1 or times.numel() < 2 or bool((times[1:] >= times[:-1]).any()):
             raise ValueError("times must be a decreasing 1-D tensor with at least 2 entries")
-        process.check_t(times)
+    process.check_t(times)  # a t_end / t_start outside the process's time range is named here
     pred = Prediction(model, prediction, process, cond)
     cb = callback
     bar = None
@@ -66,3 +75,17 @@ def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", st
     if return_info:
         return x, {"nfe": pred.nfe, "times": times, "sampler": sampler}
     return x
+
+
+_GRID_KEYS = {"uniform": ("t_start", "t_end"), "karras": ("t_start", "t_end", "rho"),
+              "log_snr": ("t_start", "t_end")}
+
+
+def _grid_options(grid: str, options: dict | None) -> dict:
+    options = dict(options or {})
+    allowed = _GRID_KEYS.get(grid, ())
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown grid option(s) {', '.join(map(repr, unknown))} for grid {grid!r}; "
+                         f"valid: {', '.join(allowed) or 'none'}")
+    return options

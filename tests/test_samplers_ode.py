@@ -22,7 +22,7 @@ MEAN = torch.tensor([0.5, -1.0, 0.2, 1.5], dtype=F64)
 STD = torch.tensor([0.3, 0.8, 1.2, 0.5], dtype=F64)
 G = oracles.Gaussian(MEAN, STD)
 DATA_VAR = float((STD**2).mean())  # per-coordinate variance averaged over coordinates
-MY_SAMPLERS = ["euler", "heun", "ddim", "dpm++1", "dpm++2m", "dpm++3m", "dpm++2m-sde", "ode"]
+MY_SAMPLERS = ["euler", "heun", "ddim", "dpm++1", "dpm++2m", "dpm++3m", "dpm++2m-sde", "ode", "ipndm"]
 
 
 
@@ -133,7 +133,7 @@ def test_prediction_kinds_give_the_same_samples(pid):
 def test_float32_follows_float64():
     proc = P.EDM()
     x_T = proc.prior_sample((8, 4), generator=torch.Generator().manual_seed(6), dtype=F64)
-    for sampler in ["euler", "heun", "ddim", "dpm++2m", "dpm++3m", "ode"]:
+    for sampler in ["euler", "heun", "ddim", "dpm++2m", "dpm++3m", "ode", "ipndm"]:
         opts = {"rtol": 1e-4, "atol": 1e-4} if sampler == "ode" else {}
         x64 = stochgen.sample(proc, G.model(proc, "eps"), x_T=x_T, sampler=sampler, steps=10, prediction="eps",
                               **opts)
@@ -173,7 +173,7 @@ def test_interpolant_from_alpha_zero():
     x_T = proc.prior_sample((32, 4), generator=torch.Generator().manual_seed(9), dtype=F64)
     t_min = torch.tensor(proc.t_min, dtype=F64)
     ref = G.x0_mean(proc, G.flow(proc, x_T, 1.0, proc.t_min), t_min)
-    for sampler in ["euler", "heun", "ddim", "dpm++2m", "dpm++3m"]:
+    for sampler in ["euler", "heun", "ddim", "dpm++2m", "dpm++3m", "ipndm"]:
         errs = [float((stochgen.sample(proc, G.model(proc, "v"), x_T=x_T, sampler=sampler, steps=s, grid="uniform",
                                        prediction="v") - ref).abs().max()) for s in (20, 40)]
         assert errs[1] < 0.6 * errs[0] and errs[1] < 0.3, (sampler, errs)

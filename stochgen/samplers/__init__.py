@@ -5,6 +5,6 @@
 """
 from . import grids
 from .registry import SamplerInfo, get, names, register
-from . import ode, flow_ode, unipc, sde, mean_reverting, gbm, ctmc, se3  # noqa: E402,F401  (registration)
+from . import ode, flow_ode, unipc, ipndm, sde, mean_reverting, gbm, ctmc, se3  # noqa: E402,F401  (registration)
 
 __all__ = ["grids", "get", "names", "register", "SamplerInfo"]

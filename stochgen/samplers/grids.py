@@ -50,6 +50,8 @@ def karras(process, steps: int, rho: float = 7.0, t_start=None, t_end=None, to_d
            dtype=torch.float64, device=None):
     """Karras et al.'s schedule in the VE-equivalent noise level sigma/alpha = exp(-lambda)."""
     _check_steps(steps)
+    if not (isinstance(rho, (int, float)) and rho > 0):
+        raise ValueError(f"rho must be a positive number, got {rho!r}")
     a, b = _ends(process, t_start, t_end)
     s_max = torch.exp(-process.lambda_(torch.tensor(a, dtype=torch.float64)))
     s_min = torch.exp(-process.lambda_(torch.tensor(b, dtype=torch.float64)))
