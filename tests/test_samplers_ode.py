@@ -86,6 +86,23 @@ def test_error_slope_matches_order(pid, sampler, least):
         assert nfes == [20, 40, 80]
 
 
+def test_dpmpp3m_lower_order_final_keeps_uniform_grids_convergent():
+    """VP on a grid uniform in t: the interval into t_min spans a huge log-SNR step. Measured max error at
+    10/15/20/30 steps: 1.36, 0.67, 0.34, 0.18 with lower_order_final (default), 1.57, 1.84, 1.42, 0.73 without."""
+    proc = PROCS["vp"]
+    x_T = proc.prior_sample((64, 4), generator=torch.Generator().manual_seed(1), dtype=F64)
+    ref = exact_endpoint(proc, x_T)
+
+    def err(n, lof):
+        x = stochgen.sample(proc, G.model(proc, "eps"), x_T=x_T, grid="uniform", steps=n, sampler="dpm++3m",
+                            lower_order_final=lof)
+        return float((x - ref).abs().max())
+
+    errs = [err(n, True) for n in (10, 15, 20, 30)]
+    assert all(b < 0.7 * a for a, b in zip(errs, errs[1:])), errs
+    assert err(15, False) > 2 * errs[1]  # what the cap prevents
+
+
 def test_mean_reverting_dpmpp2m_reaches_exact_flow_endpoint():
     """OU-VE with a per-sample conditioning signal y: the offset (1 - alpha) y goes through the protocol."""
     proc = P.OUVE()
