@@ -638,6 +638,22 @@ def _finite_lam(p) -> bool:
     return math.isfinite(p.lam) if p.fast else bool(torch.isfinite(p.lam).all())
 
 
+def final_order_cap(order: int, i: int, n_steps: int, to_data: bool, enabled: bool = True) -> int:
+    """The order a multistep sampler may use at step ``i`` of ``n_steps`` (``lower_order_final``).
+
+    A grid that ends at the data end (``to_data``: sigma = 0 there) finishes with the explicit
+    denoising step, so capping step i at ``n_steps - i`` only lowers the step into the last grid
+    time before it (third order -> at most second): one step's local error O(h^3), global order
+    kept, and it keeps the huge last log-SNR step of a VP grid uniform in t from diverging. A grid
+    that stops short of the data end has no such step after it: there the cap would make the final
+    step first order and the whole method second order, so it applies only to few-step grids
+    (fewer than 15 steps, DPM-Solver's and diffusers' rule) where stability matters more.
+    """
+    if enabled and (to_data or n_steps < 15):
+        return min(order, n_steps - i)
+    return order
+
+
 def _dpmpp_multistep(name, order, process, pred, x, times, generator, callback, time_shift, lower_order_final,
                      options):
     ts_kw = _split_ts_options(options)
@@ -648,12 +664,11 @@ def _dpmpp_multistep(name, order, process, pred, x, times, generator, callback, 
     sch = _Schedule(process, pred, x, times)
     n_steps = len(times) - 1
     hist: list = []  # (lambda, x0_hat): lambda a float on the fast path, else a tensor
+    to_data = sch[n_steps].is_data_end()
     cur = sch[0]
     for i in range(n_steps):
         nxt = sch[i + 1]
-        step_order = order
-        if lower_order_final:
-            step_order = min(order, n_steps - i)
+        step_order = final_order_cap(order, i, n_steps, to_data, lower_order_final)
         coef = None
         if cur.fast and nxt.fast and not nxt.is_data_end() and all(type(lam) is float for lam, _ in hist):
             coef = _try(_dpmpp_coef, cur, nxt, [lam for lam, _ in reversed(hist)], step_order)
@@ -688,11 +703,12 @@ def dpmpp_2m(process, pred, x, times, *, generator=None, callback=None, time_shi
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): second-order multistep in lambda, one NFE per step.
 
     The first step is first order; the last step to sigma = 0 is the explicit denoising
-    step. ``lower_order_final`` (default on) caps the order of step i at ``n_steps - i``, so
-    the step into the last grid time before the denoising step is at most second order (for
-    3M) -- on every grid, not only below 15 steps as in diffusers: on a grid uniform in t
-    (VP) that step spans a far larger log-SNR interval than the ones before it, and the
-    third-order extrapolation over it made 15 steps less accurate than 10.
+    step. ``lower_order_final`` (default on; :func:`final_order_cap`) caps the order of step i
+    at ``n_steps - i`` on grids that end at the data end, whatever their length, so the step
+    into the last grid time before the denoising step is at most second order (for 3M): on a
+    grid uniform in t (VP) that step spans a far larger log-SNR interval than the ones before
+    it, and third-order extrapolation over it made 15 steps less accurate than 10. On grids
+    that stop short of the data end it applies below 15 steps only (as in diffusers).
     """
     return _dpmpp_multistep("dpm++2m", 2, process, pred, x, times, generator, callback, time_shift,
                             lower_order_final, options)
