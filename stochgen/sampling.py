@@ -1,6 +1,8 @@
 """``stochgen.sample``: draw samples from any process with any sampler and any prediction kind."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from ._validate import as_tensor, check_finite
@@ -77,13 +79,12 @@ def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", st
     return x
 
 
-_GRID_KEYS = {"uniform": ("t_start", "t_end"), "karras": ("t_start", "t_end", "rho"),
-              "log_snr": ("t_start", "t_end")}
-
-
 def _grid_options(grid: str, options: dict | None) -> dict:
+    """``options`` checked against the keyword arguments of the grid function itself."""
     options = dict(options or {})
-    allowed = _GRID_KEYS.get(grid, ())
+    fn = grids.GRIDS.get(grid)
+    fixed = {"process", "steps", "dtype", "device", "to_data"}  # set by sample() itself
+    allowed = [] if fn is None else [k for k in inspect.signature(fn).parameters if k not in fixed]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"unknown grid option(s) {', '.join(map(repr, unknown))} for grid {grid!r}; "
