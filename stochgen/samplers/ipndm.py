@@ -62,22 +62,17 @@ def ipndm(process, pred, x, times, *, generator=None, callback=None, order: int 
     hist: list[torch.Tensor] = []  # d = eps_hat at the previous grid times, newest first
     for i in range(len(times) - 1):
         cur, nxt = sch[i], sch[i + 1]
-        if cur.fast and nxt.fast:
-            a, s, a_next, s_next = cur.alpha, cur.sig_tilde, nxt.alpha, nxt.sig_tilde
-            if nxt.is_data_end():
-                x = sch.x0(x, cur) * a_next
-            elif a != 0.0 and math.isfinite(s) and s > 0.0:
-                x0 = sch.x0(x, cur)
-                xt = x if a == 1.0 else x / a
-                hist.insert(0, torch.sub(xt, x0).div_(s))
-                del hist[order:]
-                xt = torch.add(xt, _combine(hist, AB_WEIGHTS[len(hist)]), alpha=s_next - s)
-                x = xt if a_next == 1.0 else xt * a_next
-            else:  # alpha = 0: x~ = x0 + s~ eps, the Euler step in its finite form
-                x0, eps = pred.both(x, cur.t)
-                hist.insert(0, eps)
-                x = torch.add(x0, eps, alpha=s_next) * a_next
-        else:
+        if cur.fast and nxt.fast and nxt.is_data_end():
+            x = sch.x0(x, cur) * nxt.alpha
+        elif cur.fast and nxt.fast and cur.alpha != 0.0 and math.isfinite(s := cur.sig_tilde) and s > 0.0:
+            a, a_next = cur.alpha, nxt.alpha
+            x0 = sch.x0(x, cur)
+            xt = x if a == 1.0 else x / a
+            hist.insert(0, torch.sub(xt, x0).div_(s))
+            del hist[order:]
+            xt = torch.add(xt, _combine(hist, AB_WEIGHTS[len(hist)]), alpha=nxt.sig_tilde - s)
+            x = xt if a_next == 1.0 else xt * a_next
+        else:  # an offset tensor, or a step from alpha = 0
             x = _general_step(pred, x, sch.general(cur), sch.general(nxt), hist, order)
         if callback is not None:
             callback(i, sch.t[i + 1], x)
