@@ -39,6 +39,8 @@ def simulate_forward(process, x, t0: float, t1, dt: float = 1e-3, method: str = 
     ``t1`` is a float or an increasing sequence; the result has shape
     ``(len(t1), *x.shape)`` for a sequence and ``x.shape`` for a float.
     ``method`` is any torchsde Ito method for diagonal noise ("euler", "milstein", "srk").
+    ``seed`` fixes the whole path (torchsde's Brownian motion included); without it the
+    paths follow torch's global RNG, so ``torch.manual_seed`` fixes them too.
     """
     import torchsde
 
@@ -54,9 +56,13 @@ def simulate_forward(process, x, t0: float, t1, dt: float = 1e-3, method: str = 
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []), torch.no_grad():
         if seed is not None:
             torch.manual_seed(seed)
+        # torchsde draws its Brownian motion's seed from numpy's global RNG when no entropy
+        # is given, so seed= (and torch.manual_seed) would not fix the paths: derive it here
+        entropy = int(torch.randint(0, 2**62, (1,)).item())
         # BrownianInterval (not BrownianPath, whose window ends at t0 + 1 and silently
         # returns wrong increments past it); Levy areas only when the method needs them
         bm = torchsde.BrownianInterval(t0=ts[0], t1=ts[-1], size=y0.shape, dtype=x.dtype, device=x.device,
+                                       entropy=entropy,
                                        levy_area_approximation="space-time" if method == "srk" else "none")
         ys = torchsde.sdeint(sde, y0, ts_t, bm=bm, dt=dt, method=method)
     out = ys[1:].reshape((len(ts) - 1,) + tuple(x.shape))
