@@ -20,3 +20,31 @@ def _default_dtype(request):
     torch.set_default_dtype(getattr(request.module, "DEFAULT_DTYPE", torch.float32))
     yield
     torch.set_default_dtype(torch.float32)
+
+
+# STOCHGEN_TEST_SEED_SHIFT=k re-runs the suite on other random streams: every seed given to
+# torch.manual_seed or torch.Generator.manual_seed is shifted by k. A statistical test whose
+# tolerance was tuned to one stream (rather than derived from the sampling error) fails there;
+# another CPU or torch build can change the stream just the same.
+_SHIFT = int(__import__("os").environ.get("STOCHGEN_TEST_SEED_SHIFT", "0"))
+if _SHIFT:
+    _manual_seed = torch.manual_seed
+
+    def _shifted_manual_seed(seed):
+        return _manual_seed(int(seed) + _SHIFT)
+
+    class _ShiftedGenerator(torch.Generator):
+        def manual_seed(self, seed):
+            return super().manual_seed(int(seed) + _SHIFT)
+
+    torch.manual_seed = _shifted_manual_seed
+    torch.random.manual_seed = _shifted_manual_seed
+    torch.Generator = _ShiftedGenerator
+
+
+def pytest_collection_modifyitems(config, items):
+    if _SHIFT:  # their worker processes start without the shift, the in-process reference with it
+        skip = pytest.mark.skip(reason="STOCHGEN_TEST_SEED_SHIFT does not reach subprocesses")
+        for item in items:
+            if item.nodeid.startswith("tests/test_ddp.py"):
+                item.add_marker(skip)

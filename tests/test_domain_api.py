@@ -113,7 +113,17 @@ def test_third_party_domain_fits_saves_and_loads(tmp_path):
     data = d.load(raw)
     assert torch.allclose(data.x.mean(0), torch.zeros(2), atol=0.15)   # encode ran
     m = stochgen.fit(d, data, steps=150, batch_size=128, lr=3e-3, warmup=10, ema=0.9, progress=False)
-    assert sum(m.history["loss"][-20:]) < sum(m.history["loss"][:20])
+    # the loss hardly moves here (the preconditioned start is already a fair Gaussian denoiser), so
+    # check what was learned: against the Bayes denoiser of the encoded law N(0, diag(1, 0.25)), the
+    # trained one errs far less than the untrained c_skip(sigma) x (5-31% of its error over 10 seeds)
+    var, g_eval = torch.tensor([1.0, 0.25]), torch.Generator().manual_seed(7)
+    for sig in (0.2, 0.5, 1.0, 2.0):
+        x0 = torch.randn(2000, 2, generator=g_eval) * var.sqrt()
+        x_t = x0 + sig * torch.randn(2000, 2, generator=g_eval)
+        best, untrained = var / (var + sig**2) * x_t, 0.64 / (0.64 + sig**2) * x_t
+        with torch.no_grad():
+            learned = m.denoise(x_t, torch.full((2000,), sig))
+        assert float(((learned - best) ** 2).mean()) < 0.5 * float(((untrained - best) ** 2).mean()), sig
     m.save(tmp_path / "m.ckpt")
     m2 = stochgen.load(tmp_path / "m.ckpt")
     assert type(m2.domain) is _Shifted and m2.domain.settings == d.settings

@@ -156,15 +156,17 @@ def test_ancestral_step_with_exact_model_keeps_marginals():
     """One eta=1 step from the exact p_t keeps mean exact; DDIM (eta=0) too."""
     proc = P.VP()
     data = oracles.Gaussian([0.4], [0.5])
-    n = 20000
+    n = 200000
     g = torch.Generator().manual_seed(0)
     t, s = torch.tensor(0.5), torch.tensor(0.4)
     x_t = proc.marginal(data.sample(n, generator=g), t, generator=g).x_t
     for eta in (1.0, 0.0):
         x_s = ancestral_step(proc, Prediction(data.model(proc, "eps"), "eps", proc), x_t, t, s, eta=eta, generator=g)
         std = math.sqrt(float(proc.alpha(s)) ** 2 * 0.25 + float(proc.sigma(s)) ** 2)
-        assert abs(float(x_s.mean()) - float(proc.alpha(s)) * 0.4) < 4 * std / math.sqrt(n)
-        assert abs(float(x_s.std()) / std - 1) < 0.02
+        assert abs(float(x_s.double().mean()) - float(proc.alpha(s)) * 0.4) < 5 * std / math.sqrt(n)
+        # the step's own std is 1.2% (eta = 1) / 0.5% (eta = 0) low at this step size (n = 2e6);
+        # allow 1.5% plus 5 sampling standard errors of a sample std (1 / sqrt(2n) each)
+        assert abs(float(x_s.double().std()) / std - 1) < 0.015 + 5 / math.sqrt(2 * n), eta
 
 
 # ------------------------------------------------------------------------------------------

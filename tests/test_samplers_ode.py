@@ -390,13 +390,15 @@ def test_time_shift_reduces_a_variance_deficit():
 
 def test_time_shift_tolerance_leaves_exact_states_alone():
     """With ts_tol standard errors of slack an exact model's states are never re-labelled on VP,
-    where the variance hardly depends on t at high noise."""
+    where the variance hardly depends on t at high noise. The guard is tested at each of ~12
+    shiftable steps, so its slack must cover the largest of ~12 standard normals: tol = 3 let
+    1 start in 20 through (seeds 22-41), tol = 2 four; tol = 4 none."""
     proc = P.VP()
     x_T = exact_marginal_sample(proc, 2000, seed=22)
     kw = dict(x_T=x_T, sampler="dpm++2m", steps=25, prediction="x0")
     base = stochgen.sample(proc, G.model(proc, "x0"), **kw)
     guarded = stochgen.sample(proc, G.model(proc, "x0"), time_shift=True, ts_stat="batch", ts_data_var=DATA_VAR,
-                              ts_tol=3.0, **kw)
+                              ts_tol=4.0, **kw)
     assert float((guarded - base).abs().max()) < 1e-12
 
 

@@ -146,7 +146,8 @@ def test_callback_float32_and_singular_start():
     opts = dict(sampler="mr-exact", steps=20, stochastic=False, order=2)
     a = sample(proc, target.model(proc), x_T=x64.float(), **opts)
     b = sample(proc, target.model(proc), x_T=x64, **opts)
-    assert (a.double() - b).abs().max() < 1e-4
+    # float32 round-off relative to the samples' scale (the VP oracle's samples reach |x| ~ 200)
+    assert (a.double() - b).abs().max() < 1e-5 * b.abs().max()
     flow = P.Interpolant()  # alpha(1) = 0: drift -x/(1-t) is infinite at t = 1
     with pytest.raises(ValueError, match="singular"):
         sample(flow, oracles.Gaussian(MU, SD).model(flow), shape=(4, 2), sampler="euler-maruyama", steps=3,

@@ -98,25 +98,26 @@ def _check_against_marginal(proc, T0, x, t, n):
 def test_sde_from_prior_matches_exact_marginal_at_t_min_and_concentrates_on_the_pose():
     proc = SE3Diffusion()
     T0 = _single_pose()
-    n, times = 1000, _fine_grid(proc)
+    n, times = 4000, _fine_grid(proc)
     seen = {}
     x, info = stochgen.sample(proc, PoseMixtureScore(proc, T0[None], [1.0]), shape=(n,), sampler="se3-euler",
                               times=times, prediction="score", generator=_gen(1), dtype=F64, return_info=True,
                               callback=lambda i, s, x: seen.__setitem__(i, x))
     assert info["nfe"] == len(times) - 1 and x.shape == (n, 4, 4) and x.dtype == F64
     # at t_min (before the last, noise-free interval): the exact marginal IGSO3(R0, 0.1031) x N(alpha p0, 0.0105^2)
-    # (n = 1000: KS critical value 0.052 at the 1% level; measured 0.040 / 0.021 (3000 pooled coordinates))
+    # Euler-Maruyama on this grid inflates both spreads by 2-4%. Over 8 seeds (n = 4000): rotation KS
+    # 0.015-0.035, rms ratio 1.013-1.031; translation KS 0.010-0.017 (12000 pooled coordinates),
+    # |mean z| <= 0.037, std z 1.015-1.058 (a sample std's standard error is 0.011 here)
     m = _check_against_marginal(proc, T0, seen[len(times) - 3], times[-2], n)
-    assert m["rot_ks"] < 0.052 and abs(m["rot_rms_ratio"] - 1) < 0.04, m
-    # Euler-Maruyama inflates the translation variance by a few % on this grid (measured std ~1.045, n = 4000)
-    assert m["trans_ks"] < 0.035 and m["z_mean"] < 0.1 and bool(((m["z_std"] > 0.97) & (m["z_std"] < 1.08)).all()), m
+    assert m["rot_ks"] < 0.05 and abs(m["rot_rms_ratio"] - 1) < 0.06, m
+    assert m["trans_ks"] < 0.035 and m["z_mean"] < 0.08 and bool(((m["z_std"] > 0.97) & (m["z_std"] < 1.1)).all()), m
     # at the data end: translations denoised to ~10% of sigma(t_min), rotations ~IGSO3(R0, rot_sigma_min = 0.1)
     R0, p0 = se3.to_rt(T0)
     R, p = se3.to_rt(x)
     terr = (p - p0).norm(dim=-1)
-    assert float(terr.median()) < 3e-3 and float(terr.max()) < 1e-2  # measured 1.5e-3, 4.2e-3
+    assert float(terr.median()) < 3e-3 and float(terr.max()) < 1e-2  # measured 1.5e-3, 4.3e-3 to 5.0e-3
     ang = so3.distance(R0.expand_as(R), R)
-    assert _angle_ks(ang, 0.1) < 0.052  # measured 0.025
+    assert _angle_ks(ang, 0.1) < 0.04  # measured 0.009-0.024
     assert float(ang.median()) < 0.18  # IGSO3(0.1) median angle ~0.154
     err, derr = _orthonormality_error(x)
     assert err < 1e-12 and derr < 1e-12
