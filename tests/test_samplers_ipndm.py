@@ -1,8 +1,11 @@
 """iPNDM (equal-step Adams-Bashforth on dx~/ds~) and grid options, against the exact Gaussian flow.
 
-On a grid uniform in s~ = sigma/alpha the order-p formula is a true order-p method; on a
-smoothly graded grid (Karras) its equal-step weights make every order >= 2 a second-order
-method (the weight error is O(h * (h_i - h_{i-1})) = O(h^3) per step). Both are asserted.
+On a grid uniform in s~ = sigma/alpha the order-p formula is an order-p step; over 10-40
+steps the error falls at close to that order. Its warm-up (the first step is Euler, the next
+ones AB2, AB3) leaves an O(h^2) term that takes over at finer grids (order 4 on EDM: slope 3.4
+over 10/20/40 steps, 2.0 from 40 to 80). On a smoothly graded grid (Karras) the equal-step
+weights make every order >= 2 second order (the weight error is O(h * (h_i - h_{i-1})) = O(h^3)
+per step). Both are asserted.
 """
 import pytest
 import torch
@@ -29,6 +32,19 @@ def exact_endpoint(proc, x_T, **cond):
     return G.x0_mean(proc, G.flow(proc, x_T, proc.t_max, proc.t_min, **cond), t_min, **cond)
 
 
+def spread_start(proc):
+    """A fixed spread of starts over the exact marginal at t_max (+-2.5 std per coordinate).
+
+    The flow of one Gaussian is affine, so a sampler's error is affine in the start too; with
+    random starts the largest error (and a high order's measured slope) would depend on the
+    stream of random numbers rather than on the method."""
+    t = torch.tensor(proc.t_max, dtype=F64)
+    a, s = proc.alpha(t), proc.sigma(t)
+    z = torch.linspace(-2.5, 2.5, 9, dtype=F64)
+    z = torch.stack(torch.meshgrid(z, z.flip(0), indexing="ij"), -1).reshape(-1, 2).repeat(1, 2)
+    return a * G.means[0] + torch.sqrt(a**2 * G.stds[0] ** 2 + s**2) * z
+
+
 def test_weights_are_adams_bashforth():
     """The weights integrate polynomials of degree < p exactly over one step of an equal-step history."""
     for p, w in AB_WEIGHTS.items():
@@ -40,10 +56,11 @@ def test_weights_are_adams_bashforth():
 
 
 @pytest.mark.parametrize("pid", ["edm", "vp"])
-@pytest.mark.parametrize("order,least", [(1, 0.9), (2, 1.7), (3, 2.6), (4, 3.1)])
+@pytest.mark.parametrize("order,least", [(1, 0.9), (2, 1.7), (3, 2.6), (4, 3.3)])
 def test_order_on_a_grid_uniform_in_sigma_tilde(pid, order, least):
+    """Measured 0.98, 1.77, 2.72, 3.43 (EDM) / 0.97, 1.77, 2.72, 3.47 (VP)."""
     proc = {"edm": P.EDM(), "vp": P.VP()}[pid]
-    x_T = proc.prior_sample((32, 4), generator=torch.Generator().manual_seed(1), dtype=F64)
+    x_T = spread_start(proc)
     errs, nfes = [], []
     for steps in (10, 20, 40):
         times = proc.t_of_lambda(-torch.log(torch.linspace(2.0, 0.1, steps + 1, dtype=F64)))

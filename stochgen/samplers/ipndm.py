@@ -11,7 +11,9 @@ with the Adams-Bashforth formulas of order 1..4 written for *equal* steps,
     c = [1], [3, -1]/2, [23, -16, 5]/12, [55, -59, 37, -9]/24,
 
 warming up with the lower orders while the history is short (no Runge-Kutta start, so one model
-call per step). On a grid uniform in s~ it is a genuine order-``order`` method; on a smoothly
+call per step). On a grid uniform in s~ each step is of order ``order`` and over 10-40 steps the
+error falls at close to that order (slope 3.4 for order 4), but the low-order warm-up (the Euler
+first step's O(h^2) local error) takes over on finer grids (slope 2.0 from 40 to 80); on a smoothly
 graded grid (Karras, log-SNR) the equal-step weights commit an O(h (h_i - h_{i-1})) = O(h^3)
 error per step, so every order >= 2 converges at second order (measured 1.9-2.2 on the Karras
 grid, ``tests/test_samplers_ipndm.py``). Its strength is the error constant at few steps: Zhang &
