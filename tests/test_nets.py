@@ -82,7 +82,9 @@ def test_time_embedding_distinguishes_noise_levels(name):
         vec = net(x, torch.full((x.shape[0],), 0.1))
         col = net(x, torch.full((x.shape[0],) + (1,) * (x.dim() - 1), 0.1))
         near = net(x, 0.101)
-    assert float((lo - hi).abs().max()) > 1e-3
+    # one SGD step from a zero output layer: the t-dependence is small, so judge it against the
+    # output's own scale (exactly 0 if t were ignored)
+    assert float((lo - hi).abs().max()) > 1e-3 * float(hi.abs().max())
     assert float((lo - near).abs().max()) > 0  # the default embedding resolves 1e-3
     torch.testing.assert_close(lo, vec, rtol=0, atol=0)
     torch.testing.assert_close(lo, col, rtol=0, atol=0)

@@ -370,7 +370,8 @@ def test_time_shift_per_sample_statistic_through_sample():
     x = stochgen.sample(proc, gd.model(proc, "eps"), x_T=x_T, sampler="dpm++2m", steps=30, prediction="eps",
                         time_shift=True, ts_data_var=0.25, callback=lambda i, t, x: times.append(t))
     assert x.shape == x_T.shape
-    assert abs(float(x.std()) / 0.5 - 1) < 0.03 and abs(float(x.mean())) < 0.01
+    # the mean of 16384 entries of std 0.5 has standard error 0.0039: allow 5 of them
+    assert abs(float(x.std()) / 0.5 - 1) < 0.03 and abs(float(x.mean())) < 5 * 0.5 / math.sqrt(x.numel())
 
 
 def test_time_shift_reduces_a_variance_deficit():
