@@ -155,15 +155,17 @@ def test_sde_two_pose_mixture_recovers_mode_weights():
 def test_probability_flow_from_exact_marginal_matches_marginals_and_is_deterministic():
     proc = SE3Diffusion()
     T0 = _single_pose()
-    n, times = 1000, _fine_grid(proc)
+    n, times = 4000, _fine_grid(proc)
     x_T = proc.marginal(T0.expand(n, 4, 4), proc.t_max, generator=_gen(5)).x_t  # exact t = 1 law
     oracle = PoseMixtureScore(proc, T0[None], [1.0])
     seen = {}
     x = stochgen.sample(proc, oracle, x_T=x_T, sampler="se3-euler", times=times, prediction="score",
                         stochastic=False, generator=_gen(6), callback=lambda i, s, x: seen.__setitem__(i, x))
-    # the flow transports the exact t = 1 law to the exact t_min law (measured KS 0.026 / 0.018)
+    # the flow transports the exact t = 1 law to the t_min law, its Euler steps inflating both spreads
+    # by 1-6%. Over 8 starts (n = 4000): rotation KS 0.016-0.037, rms ratio 1.014-1.030; translation
+    # KS 0.010-0.021, |mean z| <= 0.054 (standard error 0.016), std z 1.017-1.060
     m = _check_against_marginal(proc, T0, seen[len(times) - 3], times[-2], n)
-    assert m["rot_ks"] < 0.052 and abs(m["rot_rms_ratio"] - 1) < 0.03, m
+    assert m["rot_ks"] < 0.05 and 0.98 < m["rot_rms_ratio"] < 1.06, m
     assert m["trans_ks"] < 0.035 and m["z_mean"] < 0.1 and bool(((m["z_std"] > 0.95) & (m["z_std"] < 1.1)).all()), m
     # data end: the noise-free last step leaves translations at ~1e-3 and rotations slightly inside IGSO3(0.1)
     R0, p0 = se3.to_rt(T0)
@@ -172,7 +174,9 @@ def test_probability_flow_from_exact_marginal_matches_marginals_and_is_determini
     assert float(terr.median()) < 3e-3 and float(terr.max()) < 1e-2
     ang = so3.distance(R0.expand_as(R), R)
     rms = math.sqrt(float((ang**2).mean()) / 3)
-    assert 0.09 < rms < 0.1  # measured 0.096 (module doc: the last mean step shrinks rot_sigma 0.103 -> ~0.097)
+    # measured 0.098-0.100 over 8 starts: rot_sigma(t_min) = 0.103, inflated 1-3% by the flow, then
+    # shrunk ~6% by the last mean step (module doc)
+    assert 0.094 < rms < 0.105
     err, derr = _orthonormality_error(x)
     assert err < 1e-12 and derr < 1e-12
     # deterministic: the same start gives the same end, whatever the generator, for any subset of the batch
