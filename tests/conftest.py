@@ -42,6 +42,15 @@ if _SHIFT:
     torch.Generator = _ShiftedGenerator
 
 
+@pytest.fixture(autouse=True)
+def _shifted_global_stream(request):
+    # tests that draw from torch's global generator without seeding it get another stream too
+    if _SHIFT:
+        import zlib
+        _manual_seed(_SHIFT * 1_000_003 + zlib.crc32(request.node.nodeid.encode()))
+    yield
+
+
 def pytest_collection_modifyitems(config, items):
     if _SHIFT:  # their worker processes start without the shift, the in-process reference with it
         skip = pytest.mark.skip(reason="STOCHGEN_TEST_SEED_SHIFT does not reach subprocesses")
