@@ -46,8 +46,11 @@ def test_exact_trace_matches_gaussian_density(proc, kind):
     assert (ode_part - exact_t_eps).abs().max() / d < 2e-4
     # the whole estimate against the data density (prior mismatch + t_eps truncation): largest at
     # z = +-2 in every coordinate, measured 0.0042 (VP), 0.0068 (EDM), 0.0112 (VE) nats/dim (over 200
-    # random data points 0.0042, 0.0065, 0.0109)
-    assert (lp - GAUSS.log_prob(x)).abs().max() / d < 0.015
+    # random data points 0.0042, 0.0065, 0.0109). VE's is the prior N(0, sigma_max^2) ignoring the
+    # data mean: the flow keeps a point's z-score, so x_T ~ m + z sigma_max and the mismatch grows
+    # like z m / sigma_max (0.0106 of the 0.0112 at z = 2); within 0.01 up to ~1.7 std (1.8: 0.0100)
+    bound = 0.015 if isinstance(proc, P.VE) else 0.01
+    assert (lp - GAUSS.log_prob(x)).abs().max() / d < bound
     # x_T is the exact probability-flow image of x
     assert torch.allclose(info["x_T"], GAUSS.flow(proc, x, proc.t_min, proc.t_max), rtol=1e-4, atol=1e-4)
     assert info["nfe"] == info["ode_evals"] > 0
