@@ -4,7 +4,11 @@
 * A module may declare ``DEFAULT_DTYPE = torch.float64``; its tests then run with that
   default dtype, and every test starts from float32 otherwise, so no module leaks its
   setting into another.
+* ``STOCHGEN_TEST_SEED_SHIFT=k`` runs the suite on other random streams (below).
 """
+import os
+import zlib
+
 import pytest
 import torch
 
@@ -26,7 +30,7 @@ def _default_dtype(request):
 # torch.manual_seed or torch.Generator.manual_seed is shifted by k. A statistical test whose
 # tolerance was tuned to one stream (rather than derived from the sampling error) fails there;
 # another CPU or torch build can change the stream just the same.
-_SHIFT = int(__import__("os").environ.get("STOCHGEN_TEST_SEED_SHIFT", "0"))
+_SHIFT = int(os.environ.get("STOCHGEN_TEST_SEED_SHIFT", "0"))
 if _SHIFT:
     _manual_seed = torch.manual_seed
 
@@ -46,7 +50,6 @@ if _SHIFT:
 def _shifted_global_stream(request):
     # tests that draw from torch's global generator without seeding it get another stream too
     if _SHIFT:
-        import zlib
         _manual_seed(_SHIFT * 1_000_003 + zlib.crc32(request.node.nodeid.encode()))
     yield
 
