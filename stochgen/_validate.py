@@ -97,3 +97,23 @@ def broadcastable_to(shape, target) -> bool:
     if len(shape) > len(target):
         return False
     return all(a in (1, b) for a, b in zip(shape[::-1], target[::-1]))
+
+
+def build_from_spec(spec, registry: dict, what: str, known: Sequence[str]):
+    """``registry[spec["type"]](**spec["config"])`` with errors that name the problem.
+
+    ``spec`` is ``{"type": name, "config": {...}}`` (``config`` optional); ``what`` names the
+    kind of object in the messages ("network", "process") and ``known`` lists valid types.
+    """
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ValueError(f"a {what} spec is a dict with 'type' and 'config', got {spec!r}")
+    cls = registry.get(spec["type"])
+    if cls is None or spec["type"] not in known:
+        raise ValueError(f"unknown {what} type {spec['type']!r}; known: {', '.join(known)}")
+    config = spec.get("config") or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"the config of a {spec['type']} spec must be a dict, got {type(config).__name__}")
+    try:
+        return cls(**config)
+    except TypeError as exc:
+        raise ValueError(f"bad config for {what} type {spec['type']!r}: {exc}") from exc

@@ -166,23 +166,25 @@ def test_foreign_safetensors_file_is_not_a_stochgen_checkpoint(tmp_path, metadat
         checkpoint.info(path)
 
 
+def _write_by_hand(path, version="1", spec="{}", structure="{}"):
+    """A safetensors file with one tensor and the given stochgen metadata strings."""
+    safetensors.torch.save_file({"model.w": torch.randn(3)}, str(path), metadata={
+        "stochgen_format": version, "stochgen_spec": spec, "stochgen_structure": structure})
+
+
 def test_wrong_format_version(tmp_path):
     path = tmp_path / "future.ckpt"
-    safetensors.torch.save_file({"model.w": torch.randn(3)}, str(path), metadata={
-        "stochgen_format": "2", "stochgen_spec": "{}", "stochgen_structure": "{}"})
+    _write_by_hand(path, version="2")
     with pytest.raises(ValueError, match="format version '2'; this stochgen reads version '1'"):
         checkpoint.load(path)
 
 
 def test_corrupt_metadata(tmp_path):
     path = tmp_path / "bad.ckpt"
-    safetensors.torch.save_file({"model.w": torch.randn(3)}, str(path), metadata={
-        "stochgen_format": "1", "stochgen_spec": "{not json", "stochgen_structure": "{}"})
+    _write_by_hand(path, spec="{not json")
     with pytest.raises(ValueError, match="truncated or corrupt"):
         checkpoint.load(path)
-    safetensors.torch.save_file({"model.w": torch.randn(3)}, str(path), metadata={
-        "stochgen_format": "1", "stochgen_spec": "{}",
-        "stochgen_structure": '{"model": {"dict": [["w", {"tensor": "model.missing"}]]}}'})
+    _write_by_hand(path, structure='{"model": {"dict": [["w", {"tensor": "model.missing"}]]}}')
     with pytest.raises(ValueError, match="truncated or corrupt.*model.missing"):
         checkpoint.load(path)
 

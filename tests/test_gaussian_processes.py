@@ -251,6 +251,13 @@ def test_bad_input_errors():
         P.VE(sigma_min=5, sigma_max=1)
     with pytest.raises(ValueError, match="unknown process type"):
         P.from_spec({"type": "Nope", "config": {}})
+    with pytest.raises(ValueError, match="unknown process type 'LinearGaussian'"):  # abstract bases are not specs
+        P.from_spec({"type": "LinearGaussian", "config": {}})
+    with pytest.raises(ValueError, match="bad config for process type 'VE'.*sigma_maks"):
+        P.from_spec({"type": "VE", "config": {"sigma_maks": 50.0}})
+    with pytest.raises(ValueError, match="config of a EDM spec must be a dict"):
+        P.from_spec({"type": "EDM", "config": [1, 2]})
+    assert P.from_spec(P.VE(sigma_max=50.0).spec()).sigma_max == 50.0
     with pytest.raises(ValueError, match="shape of x0"):
         P.Interpolant().marginal(torch.zeros(2, 3), 0.5, x1=torch.zeros(2, 2))
 

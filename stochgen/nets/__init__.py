@@ -11,6 +11,8 @@ A network ignores keys it does not read; ``net.cond_keys`` lists the ones it rea
 """
 from __future__ import annotations
 
+from .._validate import build_from_spec
+
 from .embedding import (FourierEmbedding, LabelEmbedding, ScoreNet, SinusoidalEmbedding, TimeEmbedding,
                         drop_labels)
 from .mlp import MLP
@@ -44,15 +46,4 @@ def register(cls: type) -> type:
 
 def build(spec: dict) -> ScoreNet:
     """Build a network from ``{"type": name, "config": {...}}`` (what ``net.spec()`` returns)."""
-    if not isinstance(spec, dict) or "type" not in spec:
-        raise ValueError(f"a network spec is a dict with 'type' and 'config', got {spec!r}")
-    cls = _REGISTRY.get(spec["type"])
-    if cls is None:
-        raise ValueError(f"unknown network type {spec['type']!r}; known: {', '.join(names())}")
-    config = spec.get("config") or {}
-    if not isinstance(config, dict):
-        raise ValueError(f"the config of a {spec['type']} spec must be a dict, got {type(config).__name__}")
-    try:
-        return cls(**config)
-    except TypeError as exc:
-        raise ValueError(f"bad config for network type {spec['type']!r}: {exc}") from exc
+    return build_from_spec(spec, _REGISTRY, "network", names())

@@ -1,4 +1,5 @@
 """Forward processes: how data are corrupted, with exact marginals and priors."""
+from .._validate import build_from_spec
 from .base import LinearGaussian, Marginal, Process
 from .vp import VP, SubVP
 from .ve import VE
@@ -26,9 +27,4 @@ def names() -> list[str]:
 
 def from_spec(spec: dict) -> Process:
     """Rebuild a process from ``process.spec()`` (what checkpoints store)."""
-    if not isinstance(spec, dict) or "type" not in spec:
-        raise ValueError(f"a process spec is a dict with 'type' and 'config', got {spec!r}")
-    cls = _REGISTRY.get(spec["type"])
-    if cls is None:
-        raise ValueError(f"unknown process type {spec['type']!r}; known: {', '.join(names())}")
-    return cls(**spec.get("config", {}))
+    return build_from_spec(spec, _REGISTRY, "process", names())
