@@ -32,6 +32,15 @@ class _TorchsdeAdapter(torch.nn.Module):
         return self._coeffs(t, y)[1]
 
 
+def brownian_entropy(generator: torch.Generator | None = None) -> int:
+    """A seed for a torchsde Brownian motion, drawn from ``generator`` (torch's global RNG if None).
+
+    torchsde seeds its Brownian motions from numpy's global RNG when given no ``entropy``, so
+    without this a torch seed would not fix the noise."""
+    dev = generator.device if generator is not None else "cpu"
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=dev).item())
+
+
 def simulate_forward(process, x, t0: float, t1, dt: float = 1e-3, method: str = "euler",
                      seed: int | None = None, **cond) -> torch.Tensor:
     """Integrate ``process.sde`` from state ``x`` at time ``t0`` to the time(s) ``t1``.
@@ -56,9 +65,7 @@ def simulate_forward(process, x, t0: float, t1, dt: float = 1e-3, method: str = 
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []), torch.no_grad():
         if seed is not None:
             torch.manual_seed(seed)
-        # torchsde draws its Brownian motion's seed from numpy's global RNG when no entropy
-        # is given, so seed= (and torch.manual_seed) would not fix the paths: derive it here
-        entropy = int(torch.randint(0, 2**62, (1,)).item())
+        entropy = brownian_entropy()
         # BrownianInterval (not BrownianPath, whose window ends at t0 + 1 and silently
         # returns wrong increments past it); Levy areas only when the method needs them
         bm = torchsde.BrownianInterval(t0=ts[0], t1=ts[-1], size=y0.shape, dtype=x.dtype, device=x.device,

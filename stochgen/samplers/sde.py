@@ -43,6 +43,7 @@ import math
 
 import torch
 
+from ..processes.simulate import brownian_entropy
 from .registry import register
 
 __all__ = ["langevin_correct", "euler_maruyama", "reverse_diffusion", "pc", "sde_solve",
@@ -344,11 +345,6 @@ class _ReverseSDE(torch.nn.Module):
         return diff.reshape(y.shape)
 
 
-def _entropy(generator) -> int:
-    dev = generator.device if generator is not None else "cpu"
-    return int(torch.randint(0, 2**62, (1,), generator=generator, device=dev).item())
-
-
 @register("sde", kind="sde", default_grid="log_snr")
 def sde_solve(process, pred, x, times, *, generator=None, callback=None, method: str | None = None,
               adaptive: bool = False, rtol: float = 1e-3, atol: float = 1e-3, dt: float | None = None,
@@ -379,7 +375,7 @@ def sde_solve(process, pred, x, times, *, generator=None, callback=None, method:
     if t_end_idx > 0:
         s_all = (-times[: t_end_idx + 1]).to(dtype=x.dtype, device=x.device)
         bm = torchsde.BrownianInterval(t0=float(s_all[0]), t1=float(s_all[-1]), size=y.shape, dtype=x.dtype,
-                                       device=x.device, entropy=_entropy(generator),
+                                       device=x.device, entropy=brownian_entropy(generator),
                                        levy_area_approximation="space-time" if method == "srk" else "none")
         rsde = _ReverseSDE(process, pred, event_shape, state_dependent)
         if adaptive:
