@@ -99,21 +99,49 @@ def broadcastable_to(shape, target) -> bool:
     return all(a in (1, b) for a, b in zip(shape[::-1], target[::-1]))
 
 
-def build_from_spec(spec, registry: dict, what: str, known: Sequence[str]):
+def build_from_spec(spec, registry: dict, what: str, known: Sequence[str], base: type | None = None):
     """``registry[spec["type"]](**spec["config"])`` with errors that name the problem.
 
-    ``spec`` is ``{"type": name, "config": {...}}`` (``config`` optional); ``what`` names the
-    kind of object in the messages ("network", "process") and ``known`` lists valid types.
+    ``spec`` is ``{"type": name, "config": {...}, "module": "pkg.mod"}`` (``config`` and ``module``
+    optional); ``what`` names the kind of object in the messages ("network", "process") and
+    ``known`` lists valid types. When the type is not registered in this Python process and the
+    spec names its ``module``, that module is imported and the class taken from it (it must be a
+    subclass of ``base``), so a third-party class rebuilds in a fresh process; it is registered
+    on the way.
     """
     if not isinstance(spec, dict) or "type" not in spec:
         raise ValueError(f"a {what} spec is a dict with 'type' and 'config', got {spec!r}")
-    cls = registry.get(spec["type"])
-    if cls is None or spec["type"] not in known:
-        raise ValueError(f"unknown {what} type {spec['type']!r}; known: {', '.join(known)}")
+    name = spec["type"]
+    cls = registry.get(name) if name in known else None
+    if cls is None and registry.get(name) is None and spec.get("module"):
+        cls = import_class(spec["module"], name, what, base)
+        registry[name] = cls
+    if cls is None:
+        raise ValueError(f"unknown {what} type {name!r}; known: {', '.join(known)}")
     config = spec.get("config") or {}
     if not isinstance(config, dict):
-        raise ValueError(f"the config of a {spec['type']} spec must be a dict, got {type(config).__name__}")
+        raise ValueError(f"the config of a {name} spec must be a dict, got {type(config).__name__}")
     try:
         return cls(**config)
     except TypeError as exc:
-        raise ValueError(f"bad config for {what} type {spec['type']!r}: {exc}") from exc
+        raise ValueError(f"bad config for {what} type {name!r}: {exc}") from exc
+
+
+def import_class(module: str, qualname: str, what: str, base: type | None = None) -> type:
+    """``module.qualname`` imported, with a clear error when the module is not installed."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except Exception as exc:
+        raise ValueError(f"the {what} {qualname!r} lives in module {module!r}, which cannot be imported here "
+                         f"({type(exc).__name__}: {exc}); install the package that provides it") from exc
+    obj = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ValueError(f"module {module!r} has no {what} {qualname!r}")
+    if not isinstance(obj, type) or (base is not None and not issubclass(obj, base)):
+        raise ValueError(f"{module}.{qualname} is not a {what} class"
+                         + (f" (a subclass of {base.__name__})" if base is not None else ""))
+    return obj

@@ -6,7 +6,8 @@ import inspect
 import torch
 
 from ._validate import as_tensor, check_finite
-from .parameterization import Prediction
+from .families import check_prediction, check_sampler, family_of
+from .parameterization import Prediction, check_kind
 from .samplers import grids, registry
 
 
@@ -17,8 +18,11 @@ def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", st
            return_info: bool = False, **options):
     """Integrate the reverse process from the prior (or from ``x_T``) to the data end.
 
-    ``model(x, t, **cond)`` returns the declared ``prediction`` (score, eps, x0 or v; default eps),
-    or for jump samplers the denoising probabilities p(x_0 | x_t) of shape (*x.shape, K) ("probs").
+    ``model(x, t, **cond)`` returns the declared ``prediction`` (score, eps, x0, v or velocity;
+    default eps where the process's family allows it), or for jump samplers the denoising
+    probabilities p(x_0 | x_t) of shape (*x.shape, K) ("probs", or "logits"). The sampler must
+    apply to the process's family and the prediction be one the family produces
+    (:mod:`stochgen.families`); otherwise a ``ValueError`` names the mismatch.
     ``times`` overrides the grid (a decreasing 1-D tensor); otherwise the grid is
     ``grid`` (default: the sampler's own) with ``steps`` intervals ending at the data.
     ``grid_options`` go to the grid function of :mod:`stochgen.samplers.grids`: ``t_end`` (the
@@ -30,8 +34,11 @@ def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", st
     when ``return_info`` is true.
     """
     info = registry.get(sampler)
+    fam = family_of(process)
+    check_sampler(process, info)  # "sampler 'dpm++2m' needs a linear Gaussian process; ... samplers that apply: ..."
     if prediction is None:
-        prediction = info.prediction or "eps"
+        prediction = info.prediction or ("eps" if "eps" in fam.predictions else fam.default_prediction)
+    check_prediction(process, check_kind(prediction))
     cond = dict(cond or {})
     if x_T is None:
         if shape is None:

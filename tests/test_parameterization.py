@@ -99,7 +99,7 @@ def test_unknown_kind_lists_valid_kinds():
     for call in (lambda: check_kind("noise"),
                  lambda: Prediction(lambda x, t: x, "noise", proc),
                  lambda: convert(x, "x0", "noise", proc, x, 1.0),
-                 lambda: convert(x, "velocity", "x0", proc, x, 1.0)):
+                 lambda: convert(x, "flow", "x0", proc, x, 1.0)):
         with pytest.raises(ValueError) as err:
             call()
         assert all(k in str(err.value) for k in KINDS), str(err.value)

@@ -142,7 +142,7 @@ def tv_pair(x: torch.Tensor) -> float:
 def draw(proc, model, sampler, steps, n=N, event=(L,), seed=0, **opts):
     g = torch.Generator().manual_seed(seed)
     x, info = stochgen.sample(proc, model, shape=(n,) + tuple(event), sampler=sampler, steps=steps,
-                              prediction="x0", generator=g, return_info=True, **opts)
+                              prediction="probs", generator=g, return_info=True, **opts)
     assert info["nfe"] == steps
     return x
 

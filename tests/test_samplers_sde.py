@@ -265,7 +265,7 @@ def test_mean_reverting_without_y_is_a_clear_error():
 
 def test_mr_exact_needs_linear_protocol():
     proc = P.GBM()
-    with pytest.raises(TypeError, match="alpha"):
+    with pytest.raises(ValueError, match="sampler 'mr-exact' needs a linear Gaussian process.*GBM is a log-space"):
         sample(proc, lambda x, t: -x, x_T=torch.ones(4, 2, dtype=F64), sampler="mr-exact",
                times=grids.uniform(proc, 3), prediction="score")
 
@@ -330,6 +330,8 @@ def test_generic_euler_maruyama_on_gbm_uses_divergence_term():
 
 def test_gbm_rejects_non_score_predictions():
     proc, score, x_T = _gbm_setup(n=4)
-    for kind in ("eps", "x0", "v"):
-        with pytest.raises(ValueError, match="data-space score"):
+    with pytest.raises(ValueError, match="data-space score"):
+        sample(proc, score, x_T=x_T, sampler="gbm-euler", steps=3, prediction="eps")
+    for kind in ("x0", "v"):
+        with pytest.raises(ValueError, match=f"prediction '{kind}' does not apply: GBM is a log-space"):
             sample(proc, score, x_T=x_T, sampler="gbm-euler", steps=3, prediction=kind)

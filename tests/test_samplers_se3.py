@@ -101,7 +101,7 @@ def test_sde_from_prior_matches_exact_marginal_at_t_min_and_concentrates_on_the_
     n, times = 4000, _fine_grid(proc)
     seen = {}
     x, info = stochgen.sample(proc, PoseMixtureScore(proc, T0[None], [1.0]), shape=(n,), sampler="se3-euler",
-                              times=times, prediction="score", generator=_gen(1), dtype=F64, return_info=True,
+                              times=times, prediction="tangent_score", generator=_gen(1), dtype=F64, return_info=True,
                               callback=lambda i, s, x: seen.__setitem__(i, x))
     assert info["nfe"] == len(times) - 1 and x.shape == (n, 4, 4) and x.dtype == F64
     # at t_min (before the last, noise-free interval): the exact marginal IGSO3(R0, 0.1031) x N(alpha p0, 0.0105^2)
@@ -138,7 +138,7 @@ def test_sde_two_pose_mixture_recovers_mode_weights():
     ref = oracle.components(x1, torch.ones(20000, dtype=F64))[0].mean(0)
     assert float((ref - w).abs().max()) < 0.01
     n = 1000
-    x = stochgen.sample(proc, oracle, shape=(n,), sampler="se3-euler", steps=150, prediction="score",
+    x = stochgen.sample(proc, oracle, shape=(n,), sampler="se3-euler", steps=150, prediction="tangent_score",
                         generator=_gen(4), dtype=F64)  # default uniform grid
     R, p = se3.to_rt(x)
     dist = torch.stack([so3.distance(poses[k, :3, :3].expand_as(R), R) for k in range(2)], -1)
@@ -159,7 +159,7 @@ def test_probability_flow_from_exact_marginal_matches_marginals_and_is_determini
     x_T = proc.marginal(T0.expand(n, 4, 4), proc.t_max, generator=_gen(5)).x_t  # exact t = 1 law
     oracle = PoseMixtureScore(proc, T0[None], [1.0])
     seen = {}
-    x = stochgen.sample(proc, oracle, x_T=x_T, sampler="se3-euler", times=times, prediction="score",
+    x = stochgen.sample(proc, oracle, x_T=x_T, sampler="se3-euler", times=times, prediction="tangent_score",
                         stochastic=False, generator=_gen(6), callback=lambda i, s, x: seen.__setitem__(i, x))
     # the flow transports the exact t = 1 law to the t_min law, its Euler steps inflating both spreads
     # by 1-6%. Over 8 starts (n = 4000): rotation KS 0.016-0.037, rms ratio 1.014-1.030; translation
@@ -180,7 +180,7 @@ def test_probability_flow_from_exact_marginal_matches_marginals_and_is_determini
     err, derr = _orthonormality_error(x)
     assert err < 1e-12 and derr < 1e-12
     # deterministic: the same start gives the same end, whatever the generator, for any subset of the batch
-    again = stochgen.sample(proc, oracle, x_T=x_T[:50], sampler="se3-euler", times=times, prediction="score",
+    again = stochgen.sample(proc, oracle, x_T=x_T[:50], sampler="se3-euler", times=times, prediction="tangent_score",
                             stochastic=False, generator=_gen(99))
     assert torch.allclose(again, x[:50], rtol=0, atol=1e-12)
 
@@ -190,7 +190,7 @@ def test_pose_batches_prior_start_noise_options_and_determinism():
     proc = SE3Diffusion()
     T0 = _single_pose()
     oracle = PoseMixtureScore(proc, T0[None], [1.0])
-    kw = dict(sampler="se3-euler", steps=60, prediction="score", dtype=F64)
+    kw = dict(sampler="se3-euler", steps=60, prediction="tangent_score", dtype=F64)
     x_T = proc.prior_sample((32, 3), generator=_gen(7), dtype=F64)
     flow = stochgen.sample(proc, oracle, x_T=x_T, stochastic=False, **kw)
     assert flow.shape == (32, 3, 4, 4)
@@ -213,7 +213,7 @@ def test_float32_geodesic_steps_stay_on_so3():
     proc = SE3Diffusion()
     T0 = _single_pose()
     x = stochgen.sample(proc, PoseMixtureScore(proc, T0[None], [1.0]), shape=(64,), sampler="se3-euler",
-                        steps=100, prediction="score", generator=_gen(8), dtype=torch.float32)
+                        steps=100, prediction="tangent_score", generator=_gen(8), dtype=torch.float32)
     assert x.dtype == torch.float32
     err, derr = _orthonormality_error(x)
     assert err < 2e-5 and derr < 2e-5  # measured ~3e-6 (and ~5e-6 after 1000 steps): no projection needed
@@ -228,7 +228,7 @@ def test_registration_and_bad_input():
     T0 = _single_pose()
     oracle = PoseMixtureScore(proc, T0[None], [1.0])
     good = proc.prior_sample((4,), generator=_gen(9), dtype=F64)
-    kw = dict(sampler="se3-euler", steps=3, prediction="score")
+    kw = dict(sampler="se3-euler", steps=3, prediction="tangent_score")
 
     def run(x_T, model=oracle, **extra):
         return stochgen.sample(proc, model, x_T=x_T, **{**kw, **extra})
@@ -245,7 +245,7 @@ def test_registration_and_bad_input():
         run(good, model=lambda x, t: torch.zeros_like(x))
     with pytest.raises(ValueError, match=r"\(4, 6\)"):
         run(good, model=lambda x, t: torch.zeros(x.shape[0], 3, dtype=x.dtype))
-    with pytest.raises(ValueError, match="prediction='score'"):
+    with pytest.raises(ValueError, match="prediction 'eps' does not apply: SE3Diffusion is a Lie-group process"):
         run(good, prediction="eps")
     with pytest.raises(ValueError, match="stochastic"):
         run(good, stochastic="no")
@@ -254,9 +254,9 @@ def test_registration_and_bad_input():
     with pytest.raises(TypeError):
         run(good, churn=0.5)
     with pytest.raises(ValueError, match="decreasing"):
-        samplers.get("se3-euler").fn(proc, stochgen.parameterization.Prediction(oracle, "score", proc), good,
+        samplers.get("se3-euler").fn(proc, stochgen.parameterization.Prediction(oracle, "tangent_score", proc), good,
                                      torch.tensor([0.5, 0.7], dtype=F64))
-    with pytest.raises(TypeError, match="not a diffusion"):  # the interpolant has no SDE
-        stochgen.sample(SE3Interpolation(), oracle, shape=(4,), **kw)
-    with pytest.raises(ValueError, match="event shape"):  # not a pose process
-        stochgen.sample(VP(), lambda x, t: torch.zeros_like(x), shape=(4, 2), **kw)
+    with pytest.raises(ValueError, match="needs a diffusion on a Lie group.*SE3Interpolation is a Lie-group interp"):
+        stochgen.sample(SE3Interpolation(), oracle, shape=(4,), **kw)  # the interpolant has no SDE
+    with pytest.raises(ValueError, match="needs a diffusion on a Lie group.*VP is a linear Gaussian"):
+        stochgen.sample(VP(), lambda x, t: torch.zeros_like(x), shape=(4, 2), **kw)  # not a pose process

@@ -46,4 +46,4 @@ def register(cls: type) -> type:
 
 def build(spec: dict) -> ScoreNet:
     """Build a network from ``{"type": name, "config": {...}}`` (what ``net.spec()`` returns)."""
-    return build_from_spec(spec, _REGISTRY, "network", names())
+    return build_from_spec(spec, _REGISTRY, "network", names(), base=ScoreNet)

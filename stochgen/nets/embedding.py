@@ -185,7 +185,7 @@ class ScoreNet(nn.Module):
 
     def spec(self) -> dict:
         """``{"type": class name, "config": config()}``; ``stochgen.nets.build(spec)`` rebuilds the net."""
-        return {"type": type(self).__name__, "config": self.config()}
+        return {"type": type(self).__name__, "config": self.config(), "module": type(self).__module__}
 
     @property
     def cond_keys(self) -> tuple[str, ...]:

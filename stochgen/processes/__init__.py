@@ -14,17 +14,42 @@ from .simulate import simulate_forward
 __all__ = [
     "Process", "LinearGaussian", "Marginal", "VP", "SubVP", "VE", "EDM", "MeanReverting", "OUVE", "IRSDE",
     "GBM", "Interpolant", "SE3Diffusion", "SE3Interpolation", "CTMC", "UniformCTMC", "AbsorbingCTMC",
-    "from_spec", "names", "simulate_forward",
+    "from_spec", "names", "register", "simulate_forward",
 ]
 
 _REGISTRY = {name: obj for name, obj in globals().items() if isinstance(obj, type) and issubclass(obj, Process)}
 
 
+_ABSTRACT = ("Process", "LinearGaussian", "MeanReverting")
+
+
 def names() -> list[str]:
     """Names of the processes that ``from_spec`` can rebuild."""
-    return sorted(n for n in _REGISTRY if n not in ("Process", "LinearGaussian", "MeanReverting"))
+    return sorted(n for n in _REGISTRY if n not in _ABSTRACT)
+
+
+def register(cls: type) -> type:
+    """Make a third-party :class:`Process` subclass known to ``from_spec`` (and so to ``stochgen.load``).
+
+    Usable as a decorator. ``cls(**process.config())`` must rebuild a process, and the class must
+    declare a ``family`` (:mod:`stochgen.families`), usually by inheriting it. Registering the same
+    class again is a no-op; another class under a taken name is an error. (A checkpoint also records
+    the class's module, so ``stochgen.load`` imports it in a fresh process.)
+    """
+    from ..families import family_of
+
+    if not (isinstance(cls, type) and issubclass(cls, Process)):
+        raise TypeError(f"only Process subclasses can be registered, got {cls!r}")
+    have = _REGISTRY.get(cls.__name__)
+    if have is not None and have is not cls:
+        raise ValueError(f"a process type named {cls.__name__!r} is already registered ({have.__module__})")
+    family_of(cls.__new__(cls))  # a clear error now rather than at training time
+    _REGISTRY[cls.__name__] = cls
+    return cls
 
 
 def from_spec(spec: dict) -> Process:
     """Rebuild a process from ``process.spec()`` (what checkpoints store)."""
-    return build_from_spec(spec, _REGISTRY, "process", names())
+    if isinstance(spec, dict) and spec.get("type") in _ABSTRACT:
+        raise ValueError(f"unknown process type {spec['type']!r}; known: {', '.join(names())}")
+    return build_from_spec(spec, _REGISTRY, "process", names(), base=Process)

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from .. import families
 from .._validate import as_tensor, batch_time, broadcastable_to, check_finite, check_time, sum_except_batch
 from ..spaces import Euclidean
 from ..spaces.base import Space
@@ -61,6 +62,8 @@ class Process:
     t_max: float = 1.0
     #: names of the conditioning keyword arguments the process needs (e.g. ``("y",)``)
     cond_keys: tuple[str, ...] = ()
+    #: the process family (:mod:`stochgen.families`): what samples, trains and scores it
+    family: "families.Family | None" = None
 
     # --- time range -----------------------------------------------------
     @property
@@ -106,7 +109,9 @@ class Process:
         return {}
 
     def spec(self) -> dict:
-        return {"type": type(self).__name__, "config": self.config()}
+        """``{"type", "config", "module"}``: ``processes.from_spec`` rebuilds the process (importing
+        ``module`` first when the type is not registered in this Python process)."""
+        return {"type": type(self).__name__, "config": self.config(), "module": type(self).__module__}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -134,6 +139,7 @@ class LinearGaussian(Process):
     ``lambda_(t) = log(alpha/sigma)`` is the half log-SNR of DPM-Solver
     (``log_snr(t) = 2 * lambda_(t)``); ``t_of_lambda`` inverts it.
     """
+    family = families.LINEAR_GAUSSIAN
 
     def alpha(self, t) -> torch.Tensor:
         return torch.exp(self.log_alpha(t))
@@ -175,6 +181,14 @@ class LinearGaussian(Process):
     def f(self, t) -> torch.Tensor:
         """Drift coefficient ``d log alpha / dt`` (autograd unless overridden)."""
         return _ddt(self.log_alpha, t)
+
+    def dalpha(self, t) -> torch.Tensor:
+        """``d alpha / dt`` (``alpha * f`` unless overridden)."""
+        return self.alpha(t) * self.f(t)
+
+    def dsigma(self, t) -> torch.Tensor:
+        """``d sigma / dt`` (autograd unless overridden)."""
+        return _ddt(self.sigma, t)
 
     def g2(self, t) -> torch.Tensor:
         """Squared diffusion coefficient ``d sigma^2/dt - 2 f sigma^2``."""

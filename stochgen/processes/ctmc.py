@@ -35,6 +35,7 @@ import torch
 
 from .._validate import as_tensor, batch_time, check_finite, check_time, sum_except_batch
 from ..spaces.discrete import Discrete
+from .. import families
 from .base import Marginal, Process
 
 # ---------------------------------------------------------------------------
@@ -331,6 +332,7 @@ class CTMC(Process):
     meant for small ``K``; :class:`UniformCTMC` and :class:`AbsorbingCTMC` work
     in ``O(K)`` per position.
     """
+    family = families.JUMP
 
     def __init__(
         self,

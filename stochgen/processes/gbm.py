@@ -21,10 +21,12 @@ import torch
 
 from .._validate import as_tensor, batch_time, sum_except_batch
 from ..spaces import LogSpace
+from .. import families
 from .base import Marginal, Process, _randn
 
 
 class GBM(Process):
+    family = families.LOG_SPACE
     def __init__(self, mu: float = 0.0, sigma: float = 2.0, x_ref: float = 1.0, t_min: float = 1e-3, t_max: float = 1.0):
         if not sigma > 0:
             raise ValueError(f"sigma (volatility) must be positive, got {sigma}")

@@ -23,10 +23,12 @@ import math
 import torch
 
 from .._validate import as_tensor
+from .. import families
 from .base import LinearGaussian, Marginal, _randn
 
 
 class Interpolant(LinearGaussian):
+    family = families.INTERPOLANT
     def __init__(self, path: str = "linear", gamma_scale: float = 0.0, gamma_shape: str = "quadratic",
                  t_min: float = 1e-3, t_max: float = 1.0):
         if path not in ("linear", "trig"):
@@ -86,6 +88,14 @@ class Interpolant(LinearGaussian):
 
     def f(self, t):
         return self.da(t) / self.a(t)
+
+    def dalpha(self, t):
+        return self.da(t)
+
+    def dsigma(self, t):
+        if self.gamma_scale == 0:
+            return self.db(t)
+        return (self.b(t) * self.db(t) + self.gamma(t) * self.dgamma(t)) / self.sigma(t)
 
     def g2(self, t):
         s = self.sigma(t)

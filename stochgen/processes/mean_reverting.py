@@ -26,10 +26,12 @@ import math
 import torch
 
 from .._validate import as_tensor, batch_time, sum_except_batch
+from .. import families
 from .base import LinearGaussian, Marginal, _randn
 
 
 class MeanReverting(LinearGaussian):
+    family = families.MEAN_REVERTING
     cond_keys = ("y",)
 
     def theta_bar(self, t) -> torch.Tensor:  # int_0^t theta_s ds

@@ -27,6 +27,7 @@ from ..spaces import igso3 as _igso3
 from ..spaces import se3 as _se3
 from ..spaces import so3 as _so3
 from ..spaces.se3 import SE3
+from .. import families
 from .base import Marginal, Process
 
 __all__ = ["SE3Diffusion", "SE3Interpolation"]
@@ -132,6 +133,7 @@ class SE3Diffusion(_PoseProcess):
     ``prior_log_prob`` is w.r.t. Lebesgue measure on R^3 times the Riemannian
     volume of SO(3) (total ``8 pi^2``), summed over the poses of a sample.
     """
+    family = families.LIE_GROUP
 
     def __init__(
         self,
@@ -343,6 +345,7 @@ class SE3Interpolation(_PoseProcess):
       are small only when ``s(1)`` is well below 1.
     * ``prior_sample`` is the exact ``t = 1`` marginal (independent of the data).
     """
+    family = families.LIE_INTERPOLANT
 
     def __init__(self, sigma_max: float = 1.0, schedule: str = "linear", t_min: float = 1e-3, t_max: float = 1.0):
         self.sigma_max = _number(sigma_max, "sigma_max")

@@ -299,7 +299,7 @@ def _analytic_step(process, x, t, s, p0, generator):
 # ---------------------------------------------------------------------------
 
 
-@register("tau-leaping", kind="jump", default_grid="uniform", prediction="probs")
+@register("tau-leaping", kind="jump", default_grid="uniform", prediction="probs", requires="jump")
 def tau_leaping(process, pred, x, times, *, generator=None, callback=None, final: str = "sample"):
     """Tau-leaping (Campbell et al. 2022): Poisson jump counts at frozen reverse rates; a position moves only on exactly one jump.
 
@@ -309,7 +309,7 @@ def tau_leaping(process, pred, x, times, *, generator=None, callback=None, final
     return _run(process, pred, x, times, generator, callback, final, _tau_step)
 
 
-@register("ctmc-euler", kind="jump", default_grid="uniform", prediction="probs")
+@register("ctmc-euler", kind="jump", default_grid="uniform", prediction="probs", requires="jump")
 def ctmc_euler(process, pred, x, times, *, generator=None, callback=None, analytic: bool = False,
                final: str = "sample"):
     """Euler step of the reverse CTMC (delta + h R_rev, clipped, renormalised); analytic=True takes the exact-conditional step.

@@ -34,7 +34,7 @@ def _is_linear(process) -> bool:
     return all(callable(getattr(process, name, None)) for name in ("alpha", "sigma", "offset"))
 
 
-@register("ode", kind="ode", default_grid="karras")
+@register("ode", kind="ode", default_grid="karras", requires="flow")
 def probability_flow_ode(process, pred, x, times, *, generator=None, callback=None, method: str = "dopri5",
                          rtol: float = 1e-5, atol: float = 1e-5, odeint_options: dict | None = None, **options):
     """Probability-flow ODE dx/dt = drift - g^2/2 score by torchdiffeq (default dopri5), then a denoising step."""

@@ -57,7 +57,7 @@ def _log_coeffs(process, x, t, cond):
     return b.detach(), c.detach(), dc2_dy
 
 
-@register("gbm-euler", kind="sde", default_grid="uniform")
+@register("gbm-euler", kind="sde", default_grid="uniform", requires="log-space")
 def gbm_euler(process, pred, x, times, *, generator=None, callback=None, stochastic: bool = True):
     """Log-space Euler–Maruyama (or probability-flow Euler) for GBM: multiplicative steps, positive states."""
     if pred.kind != "score":

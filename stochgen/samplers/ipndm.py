@@ -53,7 +53,7 @@ def _combine(ds: list, weights) -> torch.Tensor:
     return out
 
 
-@register("ipndm", kind="ode", default_grid="karras")
+@register("ipndm", kind="ode", default_grid="karras", requires="linear")
 def ipndm(process, pred, x, times, *, generator=None, callback=None, order: int = 4, **options):
     """iPNDM: Adams-Bashforth of order 1-4 with equal-step weights on dx~/ds~ = eps_hat (Zhang & Chen 2023)."""
     _reject_unknown("ipndm", options)

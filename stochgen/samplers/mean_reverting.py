@@ -54,7 +54,7 @@ def _require(process, names, sampler):
         )
 
 
-@register("mr-pc", kind="sde", default_grid="log_snr")
+@register("mr-pc", kind="sde", default_grid="log_snr", requires="mean-reverting")
 def mr_pc(process, pred, x, times, *, generator=None, callback=None, snr: float = 0.5, n_corrector: int = 1,
           corrector: str = "ald", predictor: str = "reverse-diffusion", norm: str = "batch"):
     """SGMSE+-style PC for mean-reverting processes: reverse-diffusion predictor + annealed Langevin corrector."""
@@ -74,7 +74,7 @@ def _lam_as(process, t):
     return a, s, (math.log(a) if a > 0 else -math.inf) - math.log(s)
 
 
-@register("mr-exact", kind="sde", default_grid="log_snr")
+@register("mr-exact", kind="sde", default_grid="log_snr", requires="linear")
 def mr_exact(process, pred, x, times, *, generator=None, callback=None, order: int = 1, stochastic: bool = True):
     """Exact-linear-part solver (DDIM/DPM-Solver++ on x - offset) of order 1 or 2, stochastic or deterministic."""
     _require(process, ("alpha", "sigma", "offset"), "mr-exact")

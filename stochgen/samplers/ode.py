@@ -396,7 +396,7 @@ def _euler_general(pred, x, cur: _At, nxt: _At):
     return _from_xtilde(x0 + _cast(s_next, x) * eps, nxt)
 
 
-@register("euler", kind="ode", default_grid="karras")
+@register("euler", kind="ode", default_grid="karras", requires="linear")
 def euler(process, pred, x, times, *, generator=None, callback=None, **options):
     """Euler on the probability-flow ODE in the VE-equivalent form dx~/ds~ = (x~ - x0_hat)/s~ (k-diffusion's euler)."""
     _reject_unknown("euler", options)
@@ -434,7 +434,7 @@ def _heun_general(pred, x, cur: _At, nxt: _At):
     return _from_xtilde(xt + ds * 0.5 * (d + d2), nxt)
 
 
-@register("heun", kind="ode", default_grid="karras")
+@register("heun", kind="ode", default_grid="karras", requires="linear")
 def heun(process, pred, x, times, *, generator=None, callback=None, S_churn: float = 0.0, S_min: float = 0.0,
          S_max: float = float("inf"), S_noise: float = 1.0, **options):
     """EDM's Heun sampler (Karras et al. 2022, Alg. 2) with churn, in the VE-equivalent noise level s~ = sigma/alpha.
@@ -506,7 +506,7 @@ def _ddim_coef(cur: _Pt, nxt: _Pt, eta: float):
     return c2, math.sqrt(max(nxt.sigma**2 - c2, 0.0)) / cur.sigma
 
 
-@register("ddim", kind="ode", default_grid="karras")
+@register("ddim", kind="ode", default_grid="karras", requires="linear")
 def ddim(process, pred, x, times, *, generator=None, callback=None, eta: float = 0.0, time_shift: bool = False,
          **options):
     """DDIM (Song et al. 2021) for any linear process; eta = 0 deterministic, eta = 1 ancestral (DDPM-like).
@@ -691,13 +691,13 @@ def _dpmpp_multistep(name, order, process, pred, x, times, generator, callback, 
     return x
 
 
-@register("dpm++1", kind="ode", default_grid="log_snr")
+@register("dpm++1", kind="ode", default_grid="log_snr", requires="linear")
 def dpmpp_1(process, pred, x, times, *, generator=None, callback=None, time_shift: bool = False, **options):
     """DPM-Solver++ order 1 (exponential integrator in lambda, data prediction; equals DDIM with eta = 0)."""
     return _dpmpp_multistep("dpm++1", 1, process, pred, x, times, generator, callback, time_shift, False, options)
 
 
-@register("dpm++2m", kind="ode", default_grid="log_snr")
+@register("dpm++2m", kind="ode", default_grid="log_snr", requires="linear")
 def dpmpp_2m(process, pred, x, times, *, generator=None, callback=None, time_shift: bool = False,
              lower_order_final: bool = True, **options):
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): second-order multistep in lambda, one NFE per step.
@@ -714,7 +714,7 @@ def dpmpp_2m(process, pred, x, times, *, generator=None, callback=None, time_shi
                             lower_order_final, options)
 
 
-@register("dpm++3m", kind="ode", default_grid="log_snr")
+@register("dpm++3m", kind="ode", default_grid="log_snr", requires="linear")
 def dpmpp_3m(process, pred, x, times, *, generator=None, callback=None, time_shift: bool = False,
              lower_order_final: bool = True, **options):
     """DPM-Solver++(3M): third-order multistep in lambda (orders 1, 2 at the first steps), one NFE per step.
@@ -744,7 +744,7 @@ def _sde_coef(cur: _Pt, nxt: _Pt, prev_lam, eta: float, midpoint: bool, s_noise:
     return decay, c0, w, noise_sd
 
 
-@register("dpm++2m-sde", kind="sde", default_grid="log_snr")
+@register("dpm++2m-sde", kind="sde", default_grid="log_snr", requires="linear")
 def dpmpp_2m_sde(process, pred, x, times, *, generator=None, callback=None, eta: float = 1.0, s_noise: float = 1.0,
                  solver_type: str = "midpoint", time_shift: bool = False, **options):
     """DPM-Solver++(2M) SDE (Lu et al. 2022; k-diffusion's dpmpp_2m_sde) for any linear process.

@@ -275,7 +275,7 @@ def _loop(process, pred, x, times, step_fn, *, generator, callback, corrector=No
     return x
 
 
-@register("euler-maruyama", kind="sde", default_grid="log_snr")
+@register("euler-maruyama", kind="sde", default_grid="log_snr", requires="sde")
 def euler_maruyama(process, pred, x, times, *, generator=None, callback=None):
     """Euler–Maruyama on the reverse-time SDE (any diffusion; last interval denoises with x0)."""
     check_cond(process, pred, "euler-maruyama")
@@ -283,14 +283,14 @@ def euler_maruyama(process, pred, x, times, *, generator=None, callback=None):
                  name="euler-maruyama")
 
 
-@register("reverse-diffusion", kind="sde", default_grid="log_snr")
+@register("reverse-diffusion", kind="sde", default_grid="log_snr", requires="sde")
 def reverse_diffusion(process, pred, x, times, *, generator=None, callback=None):
     """score SDE's reverse-diffusion predictor: reverse the per-interval forward discretization."""
     check_cond(process, pred, "reverse-diffusion")
     return _loop(process, pred, x, times, reverse_diffusion_step, generator=generator, callback=callback)
 
 
-@register("pc", kind="sde", default_grid="log_snr")
+@register("pc", kind="sde", default_grid="log_snr", requires="sde")
 def pc(process, pred, x, times, *, generator=None, callback=None, predictor: str = "reverse-diffusion",
        corrector: str = "langevin", snr: float = 0.16, n_corrector: int = 1, norm: str = "batch"):
     """Predictor–corrector (score SDE): Langevin corrector then a reverse-diffusion / Euler–Maruyama predictor."""
@@ -345,7 +345,7 @@ class _ReverseSDE(torch.nn.Module):
         return diff.reshape(y.shape)
 
 
-@register("sde", kind="sde", default_grid="log_snr")
+@register("sde", kind="sde", default_grid="log_snr", requires="sde")
 def sde_solve(process, pred, x, times, *, generator=None, callback=None, method: str | None = None,
               adaptive: bool = False, rtol: float = 1e-3, atol: float = 1e-3, dt: float | None = None,
               dt_min: float = 1e-5):

@@ -141,7 +141,7 @@ def geodesic_step(process, pred, x, t, s, *, tangent_shape=None, stochastic: boo
     return process.space.exp(x, v)
 
 
-@register("se3-euler", kind="sde", default_grid="uniform", prediction="tangent_score")
+@register("se3-euler", kind="sde", default_grid="uniform", prediction="tangent_score", requires="lie-sde")
 def se3_euler(process, pred, x, times, *, generator=None, callback=None, stochastic: bool = True,
               noise_scale: float = 1.0):
     """Geodesic Euler–Maruyama on SE(3)/SO(3) (reverse SDE, or probability-flow ODE with stochastic=False).

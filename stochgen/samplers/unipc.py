@@ -146,7 +146,7 @@ def _step(base, D, a_t: float, i0: float, ws, points, off):
     return out if off is None else out.add_(off)
 
 
-@register("unipc", kind="ode", default_grid="log_snr")
+@register("unipc", kind="ode", default_grid="log_snr", requires="linear")
 def unipc(process, pred, x, times, *, generator=None, callback=None, order: int = 3, variant: str = "bh2",
           lower_order_final: bool = True, corrector: bool = True, disable_corrector=(), **options):
     """UniPC (Zhao et al. 2023): UniP-p predictor + UniC corrector in lambda, data prediction, one NFE per step.
