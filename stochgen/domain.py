@@ -28,18 +28,43 @@ __all__ = ["Domain", "DomainData", "domain", "register_domain", "names", "ENTRY_
 
 @dataclass
 class DomainData:
-    """Encoded data: ``x`` (states, N first), optional integer ``labels`` of shape ``(N,)``, and ``info``.
+    """Encoded data: ``x`` (states, N first), optional integer ``labels`` ``(N,)``, named
+    conditions ``cond`` and ``info``.
 
-    ``info`` may hold ``num_classes`` (otherwise ``labels.max() + 1``) and anything a domain
-    wants to remember about where the data came from.
+    ``x`` is a tensor, or for a composite state a dict of named parts (each N first).
+    ``cond`` maps names to tensors of any shape ``(N, ...)``: conditioning data sliced with ``x``
+    in every batch (and under data parallelism) and handed to the network -- and to the process
+    where it uses one (OU-VE's ``y``). ``info`` may hold ``num_classes`` (otherwise
+    ``labels.max() + 1``) and anything a domain wants to remember about where the data came from.
     """
 
-    x: torch.Tensor
+    x: Any
     labels: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
+    cond: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self)
+        if not isinstance(self.cond, dict):
+            raise ValueError(f"DomainData.cond must be a dict of named tensors, got {type(self.cond).__name__}")
+        for k, v in self.cond.items():
+            if k == "label":
+                raise ValueError("the condition name 'label' is reserved for DomainData.labels")
+            if not torch.is_tensor(v):
+                raise ValueError(f"condition {k!r} must be a tensor with the samples first, got {type(v).__name__}")
+            if v.dim() == 0 or v.shape[0] != n:
+                raise ValueError(f"condition {k!r} has shape {tuple(v.shape)}: it needs one entry per sample "
+                                 f"({n} samples), i.e. shape ({n}, ...)")
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                raise ValueError(f"condition {k!r} holds NaN or infinite values")
 
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        x = self.x
+        while isinstance(x, dict):
+            if not x:
+                raise ValueError("a composite state needs at least one part")
+            x = next(iter(x.values()))
+        return int(x.shape[0])
 
     @property
     def num_classes(self) -> int | None:
@@ -50,7 +75,14 @@ class DomainData:
 
     def subset(self, idx) -> "DomainData":
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return DomainData(self.x[idx], None if self.labels is None else self.labels[idx], dict(self.info))
+        return DomainData(_rows(self.x, idx), None if self.labels is None else self.labels[idx], dict(self.info),
+                          {k: v[idx] for k, v in self.cond.items()})
+
+
+def _rows(x, idx):
+    if isinstance(x, dict):
+        return {k: _rows(v, idx) for k, v in x.items()}
+    return x[idx]
 
 
 class Domain:
@@ -60,14 +92,25 @@ class Domain:
     ``encode`` / ``decode`` (raw data <-> states), ``default_process``,
     ``default_network``, ``metrics``. Base-domain settings: ``sigma_data`` (EDM data
     scale, default 0.5), ``hidden`` / ``depth`` (MLP width / blocks, default 128 / 3).
+
+    The base domain trains any built-in process (``stochgen.fit("base", data, process=P)``):
+    the state layout comes from the process's space (integer tokens ``(N, L)`` for jump
+    processes, poses ``(N, 4, 4)`` or ``(N, K, 4, 4)`` for Lie-group processes, positive floats
+    for log-space, floats for the rest) and the default network from the process's family.
+
+    Hooks the command line and ``fit`` call: ``load``, ``prepare`` (states checked against the
+    process), ``default_process``, ``default_prediction_for``, ``default_network_for``,
+    ``default_sampler_for``, ``cond_from_batch``, ``decode``, ``metrics`` (after training,
+    on the validation split, and by ``stochgen metrics``), ``save_samples`` (``stochgen sample -o``).
     """
 
     name: str = "base"
     default_sampler: str = "heun"
     default_steps: int = 18
-    default_prediction: str = "x0"
-    #: number of dimensions of an encoded batch (batch included); None: any >= 2
-    state_ndim: int | None = 2
+    #: the prediction a model of this domain makes; None: the family's rule (default_prediction_for)
+    default_prediction: str | None = None
+    #: number of dimensions of an encoded batch (batch included); None: any >= 2 (the process decides)
+    state_ndim: int | None = None
 
     def __init__(self, **settings):
         try:
@@ -94,21 +137,37 @@ class Domain:
         """
         if isinstance(data, DomainData):
             return data
-        labels = None
+        labels, cond = None, {}
         if isinstance(data, (str, os.PathLike)):
-            data, labels = self._load_file(os.fspath(data))
+            data, labels, cond = self._load_file(os.fspath(data))
+        elif isinstance(data, dict):
+            data, labels, cond = _split_dict(data, "the data dict")
         elif isinstance(data, tuple) and len(data) == 2:
             data, labels = data
         elif isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.Tensor):
             data, labels = _from_dataset(data)
-        if not isinstance(data, (torch.Tensor, np.ndarray)):
+        source = type(data).__name__
+        if isinstance(data, dict):  # a composite state: named parts
+            if not data:
+                raise ValueError("a composite state needs at least one part")
+            x = {}
+            for k, v in data.items():
+                if not isinstance(v, (torch.Tensor, np.ndarray)):
+                    raise ValueError(f"part {k!r} of the state must be a tensor or array, got {type(v).__name__}")
+                x[k] = self.check_states(self.encode(v), f"part {k!r}")
+            ns = {k: v.shape[0] for k, v in x.items()}
+            if len(set(ns.values())) != 1:
+                raise ValueError(f"the parts of a composite state must have the same number of samples, got {ns}")
+        elif not isinstance(data, (torch.Tensor, np.ndarray)):
             raise ValueError(f"{type(self).__name__} cannot load data of type {type(data).__name__}; give a tensor, "
-                             "an array, (data, labels), a torch Dataset or a .pt/.npy/.npz path")
-        x = self.encode(data)
-        x = self.check_states(x)
+                             "an array, (data, labels), a dict {'x': ..., 'labels': ..., <condition>: ...}, "
+                             "a torch Dataset or a .pt/.npy/.npz path")
+        else:
+            x = self.check_states(self.encode(data))
+        n = next(iter(x.values())).shape[0] if isinstance(x, dict) else x.shape[0]
         if labels is not None:
-            labels = _check_labels(labels, x.shape[0])
-        return DomainData(x, labels, {"source": type(data).__name__})
+            labels = _check_labels(labels, n)
+        return DomainData(x, labels, {"source": source}, _check_conds(cond, n))
 
     def _load_file(self, path: str):
         if not os.path.exists(path):
@@ -116,30 +175,37 @@ class Domain:
                              "data set name this domain knows)")
         ext = os.path.splitext(path)[1].lower()
         if ext == ".pt":
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise ValueError(f"cannot read {path!r} as a torch file: {exc}") from exc
             if isinstance(obj, dict):
-                if "x" not in obj:
-                    raise ValueError(f"{path!r} holds a dict without an 'x' entry")
-                return obj["x"], obj.get("labels")
-            return obj, None
+                return _split_dict(obj, repr(path))
+            return obj, None, {}
         if ext == ".npy":
-            return np.load(path, allow_pickle=False), None
+            try:
+                return np.load(path, allow_pickle=False), None, {}
+            except Exception as exc:
+                raise ValueError(f"cannot read {path!r} as a .npy array: {exc}") from exc
         if ext == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if "x" not in z:
-                    raise ValueError(f"{path!r} has no array named 'x' (has {', '.join(z.files)})")
-                return z["x"], (z["labels"] if "labels" in z else None)
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    return _split_dict({k: z[k] for k in z.files}, repr(path))
+            except ValueError:
+                raise
+            except Exception as exc:
+                raise ValueError(f"cannot read {path!r} as a .npz archive: {exc}") from exc
         raise ValueError(f"{type(self).__name__} cannot read {path!r}: unsupported file type {ext or '(none)'!r} "
                          "(use .pt, .npy or .npz)")
 
-    def check_states(self, x) -> torch.Tensor:
+    def check_states(self, x, what: str = "data") -> torch.Tensor:
         """Check encoded states: a floating, finite, batch-first tensor with the expected number of dims."""
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"{type(self).__name__}.encode must return a tensor, got {type(x).__name__}")
         if not x.is_floating_point():
             raise ValueError(f"states must be floating point, got dtype {x.dtype}")
         if x.dim() < 2:
-            raise ValueError(f"data must be batch-first with at least 2 dims (N, ...), got shape {tuple(x.shape)}")
+            raise ValueError(f"{what} must be batch-first with at least 2 dims (N, ...), got shape {tuple(x.shape)}")
         if self.state_ndim is not None and x.dim() != self.state_ndim:
             raise ValueError(f"{type(self).__name__} expects data with {self.state_ndim} dims (N, d), got shape "
                              f"{tuple(x.shape)}")
@@ -169,11 +235,73 @@ class Domain:
         """States -> raw data. Base: identity."""
         return x
 
+    def prepare(self, data: DomainData, process) -> DomainData:
+        """``data`` made ready for ``process``: states checked against (and cast to) the process's
+        space -- integer tokens for jump processes, poses for Lie groups -- and the conditions the
+        process needs (OU-VE's ``y``) present and of the right shape. Clear errors otherwise."""
+        x = process.coerce_states(data.x) if not isinstance(data.x, dict) or hasattr(process, "parts") \
+            else _no_composite(process)
+        missing = [k for k in process.cond_keys if k not in data.cond]
+        if missing:
+            raise ValueError(f"{type(process).__name__} needs the condition(s) {missing} in the data: give "
+                             f"{{'x': states, {missing[0]!r}: tensor}} (or DomainData(x, cond={{{missing[0]!r}: ...}}))")
+        if process.cond_keys and not isinstance(x, dict):
+            process.check_cond({k: data.cond[k] for k in process.cond_keys}, x)
+        return DomainData(x, data.labels, dict(data.info), dict(data.cond))
+
     # --- model defaults -------------------------------------------------------------------
     def default_process(self):
         from . import processes
 
         return processes.EDM(sigma_data=float(self.settings.get("sigma_data", 0.5)))
+
+    def default_prediction_for(self, process) -> str:
+        """What a model of ``process`` predicts by default: the domain's ``default_prediction``
+        where the family allows it, else ``"x0"`` with EDM preconditioning where the process has
+        it, else the family's default (``"eps"`` for a linear Gaussian process without
+        preconditioning: an unpreconditioned ``x0`` network makes the score, and so the likelihood,
+        blow up near the data end)."""
+        from .families import family_of
+        from .objectives import supports_preconditioning
+
+        fam = family_of(process)
+        if self.default_prediction is not None and self.default_prediction in fam.predictions:
+            return self.default_prediction
+        if fam.has("linear") and "x0" in fam.predictions and supports_preconditioning(process):
+            return "x0"
+        return fam.default_prediction
+
+    def default_network_for(self, process, example, num_classes: int | None = None, cond: dict | None = None,
+                            prediction: str | None = None) -> torch.nn.Module:
+        """The network ``fit`` builds when none is given: the domain's own ``default_network`` where a
+        subclass overrides it, else the one the process family's objective proposes (an MLP over
+        flat states reading the data's conditions, a pose network for Lie groups, a token network
+        for jump processes, ...)."""
+        from .objectives import build
+
+        if type(self).default_network is not Domain.default_network:
+            return self.default_network(example, num_classes)
+        obj = build(process, prediction or self.default_prediction_for(process))
+        return obj.default_network(example, num_classes, dict(cond or {}), self.settings)
+
+    def default_sampler_for(self, process) -> tuple[str, int]:
+        """(sampler, steps) a model of ``process`` uses by default: the domain's where it applies."""
+        from .families import family_of, samplers_for
+        from .samplers import registry
+
+        fam = family_of(process)
+        if fam.has(registry.get(self.default_sampler).requires):
+            return self.default_sampler, self.default_steps
+        preferred = {"linear": "heun", "log-space": "gbm-euler", "lie-sde": "se3-euler", "lie-flow": "se3-flow",
+                     "jump": "ctmc-euler", "composite": "composite", "interpolant": "heun", "flow": "ode"}
+        ok = samplers_for(process)
+        for trait, name in preferred.items():
+            if fam.has(trait) and name in ok:
+                return name, (100 if trait in ("log-space", "lie-sde") else self.default_steps if trait == "linear"
+                              else 50)
+        if not ok:
+            raise ValueError(f"no sampler applies to {type(process).__name__}")
+        return ok[0], 50
 
     def default_network(self, example: torch.Tensor, num_classes: int | None = None) -> torch.nn.Module:
         from . import nets
@@ -194,6 +322,37 @@ class Domain:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+def _split_dict(obj: dict, where: str):
+    """``{"x": states, "labels": ..., <condition>: ...}`` -> (x, labels, conditions)."""
+    if "x" not in obj:
+        raise ValueError(f"{where} holds a dict without an 'x' entry (the states); it has {', '.join(map(str, obj))}")
+    cond = {k: v for k, v in obj.items() if k not in ("x", "labels")}
+    return obj["x"], obj.get("labels"), cond
+
+
+def _check_conds(cond: dict, n: int) -> dict:
+    out = {}
+    for k, v in cond.items():
+        if isinstance(v, np.ndarray):
+            if v.dtype == object:
+                raise ValueError(f"condition {k!r} is an object array; give a numeric array")
+            v = torch.from_numpy(np.ascontiguousarray(v))
+        if not torch.is_tensor(v):
+            try:
+                v = torch.as_tensor(v)
+            except Exception as exc:
+                raise ValueError(f"condition {k!r} must be a tensor or array, got {type(v).__name__}") from exc
+        if v.is_floating_point() and v.dtype == torch.float64:
+            v = v.to(torch.get_default_dtype())
+        out[str(k)] = v
+    return out
+
+
+def _no_composite(process):
+    raise ValueError(f"the data hold a composite state (a dict of parts) but {type(process).__name__} is not a "
+                     "composite process; use processes.Composite({part: process, ...})")
+
 
 def _from_dataset(ds):
     try:

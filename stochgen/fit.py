@@ -37,7 +37,8 @@ from . import checkpoint as _ckpt
 from . import distributed as _dist
 from .domain import Domain, DomainData
 from .model import Model, model_from_spec
-from .objectives import Denoiser, check_trainable, draw_training_batch, dsm_loss, supports_preconditioning
+from . import objectives as _objectives
+from .objectives import Denoiser, check_trainable, supports_preconditioning, tree_map
 from .parameterization import check_kind
 
 __all__ = ["fit", "batch_indices"]
@@ -140,20 +141,42 @@ def _ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
         be.copy_(b)
 
 
-def _build_model(domain, data: DomainData, process, network, prediction, ema, seed, cond_drop) -> Model:
-    from . import nets, processes
+def _resolve_process(domain, process):
+    from . import processes
 
     if process is None:
         process = domain.default_process()
     elif isinstance(process, dict):
         process = processes.from_spec(process)
-    check_trainable(process)
-    prediction = check_kind(prediction or domain.default_prediction)
+    elif not isinstance(process, processes.Process):
+        raise TypeError(f"process must be a stochgen process, a process spec dict or None, got "
+                        f"{type(process).__name__}")
+    return process
+
+
+def _cond_spec(data: DomainData) -> dict:
+    """What the model must be given at sampling time: ``{name: {"shape": per-sample shape, "dtype": ...}}``."""
+    return {k: {"shape": list(v.shape[1:]), "dtype": str(v.dtype).replace("torch.", "")} for k, v in data.cond.items()}
+
+
+def _state_shape(x):
+    if isinstance(x, dict):
+        return {k: _state_shape(v) for k, v in x.items()}
+    return tuple(x.shape[1:])
+
+
+def _build_model(domain, data: DomainData, process, network, prediction, ema, seed, cond_drop) -> Model:
+    from . import nets
+
+    prediction = check_kind(prediction or domain.default_prediction_for(process))
     precondition = "edm" if supports_preconditioning(process) and prediction == "x0" else None
+    _objectives.build(process, prediction, precondition)  # a clear error for a prediction it cannot train
     num_classes = data.num_classes
     torch.manual_seed(int(seed))  # network initialisation: identical on every rank
     if network is None:
-        net = domain.default_network(data.x[:2], num_classes)
+        example = tree_map(lambda v: v[:2], data.x)
+        net = domain.default_network_for(process, example, num_classes, {k: v[:2] for k, v in data.cond.items()},
+                                         prediction)
     elif isinstance(network, dict):
         net = nets.build(network)
     elif isinstance(network, nn.Module):
@@ -164,10 +187,45 @@ def _build_model(domain, data: DomainData, process, network, prediction, ema, se
     if ema:
         ema_net = copy.deepcopy(net).float()
         ema_net.requires_grad_(False)
+    sampler, steps = domain.default_sampler_for(process)
+    extra = {}
+    if data.cond:
+        extra["conditions"] = _cond_spec(data)
+    drops = {k: p for k, p in cond_drop.items() if p > 0 and k != "label"}
+    if drops:
+        extra["cond_drop"] = drops
     return Model(domain, process, net, prediction=prediction, precondition=precondition, ema=ema_net,
-                 ema_decay=float(ema) if ema else None, state_shape=tuple(data.x.shape[1:]),
+                 ema_decay=float(ema) if ema else None, state_shape=_state_shape(data.x),
                  num_classes=num_classes if (num_classes and "label" in getattr(net, "cond_keys", ("label",)))
-                 else None)
+                 else None, sampler=sampler, steps=steps, extra_spec=extra)
+
+
+def _cond_drop(cond_drop, data: DomainData, process) -> dict:
+    """``cond_drop`` as ``{condition: probability}``: a number applies to the labels only."""
+    if isinstance(cond_drop, dict):
+        out = {str(k): float(v) for k, v in cond_drop.items()}
+    else:
+        out = {"label": float(cond_drop)}
+    for k, p in out.items():
+        if not 0 <= p <= 1:
+            raise ValueError(f"cond_drop[{k!r}] must lie in [0, 1], got {p}")
+        if k != "label" and k not in data.cond:
+            raise ValueError(f"cond_drop names the condition {k!r}, which the data do not have "
+                             f"(conditions: {', '.join(data.cond) or 'none'})")
+        if k in process.cond_keys and p > 0:
+            raise ValueError(f"cond_drop cannot drop {k!r}: {type(process).__name__} itself needs it")
+    return out
+
+
+def _drop_conds(cond: dict, drops: dict, g: torch.Generator) -> dict:
+    """Classifier-free dropout of named conditions: dropped rows become zeros (the null condition)."""
+    for k, p in drops.items():
+        if k == "label" or p <= 0 or k not in cond:
+            continue
+        v = cond[k]
+        keep = (torch.rand(v.shape[0], generator=g) >= p).to(v.dtype).reshape((-1,) + (1,) * (v.dim() - 1))
+        cond[k] = v * keep
+    return cond
 
 
 def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmup=100, weight_decay=0.0, clip=1.0,
@@ -185,7 +243,14 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmu
     * ``process``, ``network`` (module or nets spec), ``prediction``: default to the
       domain's. EDM processes with an ``"x0"`` prediction get EDM preconditioning.
     * ``cond_drop``: probability of replacing a label by the null class -1 (for
-      classifier-free guidance) when the data have labels.
+      classifier-free guidance) when the data have labels; a dict ``{name: p}`` drops named
+      conditions too (a dropped condition is all zeros; ``"label"`` keys the labels).
+    * Conditions (``DomainData.cond``, or the extra entries of a data dict
+      ``{"x": ..., "y": ...}``) are sliced with ``x`` in every batch and handed to the network,
+      and to the process where it needs them (OU-VE's ``y``).
+    * Any built-in process trains: its family's objective (:mod:`stochgen.objectives`) draws
+      the batch and gives the loss, and the data are checked against its space
+      (``domain.prepare``).
     * ``val_split`` of the data is held out; its loss (EMA weights, fixed draws) is logged every
       ``val_every`` steps. ``ckpt_path`` is written every ``ckpt_every`` steps and at the end;
       ``resume=path`` continues from such a checkpoint up to ``steps``.
@@ -196,7 +261,7 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmu
     from .domain import domain as _domain
 
     _check_args(steps, epochs, batch_size, lr, warmup, clip, ema, val_split, val_every, ckpt_every, ckpt_path,
-                precision, cond_drop)
+                precision, 0.0 if isinstance(cond_drop, dict) else cond_drop)
     if isinstance(domain, str):
         domain = _domain(domain)
     if not isinstance(domain, Domain):
@@ -213,7 +278,7 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmu
                         val_split=float(val_split), val_every=val_every, ckpt_every=ckpt_every, ckpt_path=ckpt_path,
                         resume=resume, device=torch.device(device), precision=precision, log=log,
                         progress=progress, process=process, network=network, prediction=prediction,
-                        cond_drop=float(cond_drop), log_every=max(1, int(log_every)))
+                        cond_drop=cond_drop, log_every=max(1, int(log_every)))
     finally:
         _dist.teardown(ctx)
 
@@ -222,6 +287,19 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
          val_every, ckpt_every, ckpt_path, resume, device, precision, log, progress, process, network, prediction,
          cond_drop, log_every) -> Model:
     data = data if isinstance(data, DomainData) else domain.load(data)
+    states = spec = None
+    if resume is not None:
+        states, spec = _ckpt.load(resume)
+        if "train" not in states or "optim" not in states:
+            raise ValueError(f"{os.fspath(resume)!r} is a model checkpoint without training state; cannot resume "
+                             "(it can be loaded with stochgen.load)")
+        resumed = model_from_spec(spec, domain=domain)
+        process = resumed.process
+    else:
+        process = _resolve_process(domain, process)
+    data = domain.prepare(data, process)
+    check_trainable(process)
+    cond_drop = _cond_drop(cond_drop, data, process)
     n_all = len(data)
     # --- split ---------------------------------------------------------------------------------
     if val_split > 0:
@@ -242,11 +320,7 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
     g_train = torch.Generator().manual_seed(seed)
     start, history = 0, {"loss": [], "val": []}
     if resume is not None:
-        states, spec = _ckpt.load(resume)
-        if "train" not in states or "optim" not in states:
-            raise ValueError(f"{os.fspath(resume)!r} is a model checkpoint without training state; cannot resume "
-                             "(it can be loaded with stochgen.load)")
-        model = model_from_spec(spec, domain=domain)
+        model = resumed
         model.net.load_state_dict(states["net"])
         if model.ema is not None:
             model.ema.load_state_dict(states["ema"])
@@ -278,6 +352,7 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
         torch.manual_seed(seed + ctx.rank)
     model.history = history
     train_den = Denoiser(net, process, model.prediction, model.precondition)
+    objective = _objectives.build(process, model.prediction, model.precondition)
     autocast = _PRECISIONS[precision]
     use_labels = model.num_classes is not None and train.labels is not None
 
@@ -304,6 +379,12 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
                        "val": [list(v) for v in model.history["val"]]}
         _ckpt.save(ckpt_path, {**model.state_dicts(), "optim": opt.state_dict(), "train": train_state}, spec)
 
+    def batch_cond(part: DomainData, idx, labels) -> tuple:
+        x0, cond = domain.cond_from_batch((tree_map(lambda v: v[idx], part.x), labels))
+        for k, v in part.cond.items():
+            cond.setdefault(k, v[idx])
+        return x0, cond
+
     def val_loss() -> float:
         den = Denoiser(model.weights, process, model.prediction, model.precondition)
         g = torch.Generator().manual_seed(seed + 1)
@@ -311,15 +392,14 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
         model.weights.eval()
         with torch.no_grad():
             for i in range(0, len(val), 1024):
-                x, cond = domain.cond_from_batch((val.x[i:i + 1024],
-                                                  None if (val.labels is None or not use_labels)
-                                                  else val.labels[i:i + 1024]))
+                idx = torch.arange(i, min(i + 1024, len(val)))
+                x, cond = batch_cond(val, idx, None if (val.labels is None or not use_labels) else val.labels[idx])
                 proc_cond = {k: cond[k] for k in process.cond_keys if k in cond}
-                dr = draw_training_batch(process, x, g, model.precondition, **proc_cond)
-                dr = {k: v.to(device) for k, v in dr.items()}
-                per = dsm_loss(den, dr, _slice_cond(cond, slice(None), x.shape[0], device), autocast, reduce=False)
+                dr = tree_map(lambda v: v.to(device), objective.draw(x, g, **proc_cond))
+                per = objective.loss(den, dr, _slice_cond(cond, slice(None), len(idx), device), autocast,
+                                     reduce=False)
                 tot += float(per.double().sum())
-                cnt += x.shape[0]
+                cnt += len(idx)
         return tot / cnt
 
     # --- loop -------------------------------------------------------------------------------
@@ -330,18 +410,19 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
             group["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup > 0 else lr
         idx = batch_indices(step, G, n_train, seed)
         labels = train.labels[idx] if use_labels else None
-        if labels is not None and cond_drop > 0:
+        if labels is not None and cond_drop.get("label", 0) > 0:
             from .nets import drop_labels
 
-            labels = drop_labels(labels, cond_drop, g_train)
-        x0, cond = domain.cond_from_batch((train.x[idx], labels))
+            labels = drop_labels(labels, cond_drop["label"], g_train)
+        x0, cond = batch_cond(train, idx, labels)
+        cond = _drop_conds(cond, cond_drop, g_train)
         proc_cond = {k: cond[k] for k in process.cond_keys if k in cond}
-        draws = draw_training_batch(process, x0, g_train, model.precondition, **proc_cond)
-        shard = {k: v[sl].to(device) for k, v in draws.items()}
-        cond_s = _slice_cond(cond, sl, x0.shape[0], device)
+        draws = objective.draw(x0, g_train, **proc_cond)
+        shard = tree_map(lambda v: v[sl].to(device), draws)
+        cond_s = _slice_cond(cond, sl, len(idx), device)
 
         net.train()
-        loss = dsm_loss(train_den, shard, cond_s, autocast)
+        loss = objective.loss(train_den, shard, cond_s, autocast)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the training loss is {float(loss)} at step {step}; lower lr or check the data")
         opt.zero_grad(set_to_none=True)

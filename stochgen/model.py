@@ -43,7 +43,7 @@ class Model:
         self.domain, self.process, self.net, self.ema = domain, process, net, ema
         self.prediction, self.precondition = prediction, precondition
         self.ema_decay = ema_decay
-        self.state_shape = None if state_shape is None else tuple(int(s) for s in state_shape)
+        self.state_shape = _shape(state_shape)
         self.num_classes = num_classes
         self.sampler = sampler or domain.default_sampler
         self.steps = int(steps or domain.default_steps)
@@ -78,7 +78,8 @@ class Model:
         return {
             "kind": SPEC_KIND,
             "stochgen_version": _version(),
-            "domain": {"name": registered_name(self.domain), "settings": dict(self.domain.settings)},
+            "domain": {"name": registered_name(self.domain), "settings": dict(self.domain.settings),
+                       "module": type(self.domain).__module__, "class": type(self.domain).__qualname__},
             "process": self.process.spec(),
             "net": spec_fn(),
             "prediction": self.prediction,
@@ -86,7 +87,7 @@ class Model:
             "ema_decay": self.ema_decay,
             "sampler": self.sampler,
             "steps": self.steps,
-            "state_shape": None if self.state_shape is None else list(self.state_shape),
+            "state_shape": _shape_json(self.state_shape),
             "num_classes": self.num_classes,
             **self.extra_spec,
         }
@@ -105,12 +106,38 @@ class Model:
 
     __call__ = denoise
 
-    def _cond(self, n: int, cond: dict | None) -> dict:
+    @property
+    def conditions(self) -> dict:
+        """The named conditions the model was trained with: ``{name: {"shape": [...], "dtype": ...}}``."""
+        return dict(self.extra_spec.get("conditions") or {})
+
+    def _cond(self, n: int | None, cond: dict | None) -> dict:
+        """``cond`` checked against what the model was trained with (names, per-sample shapes), on its device."""
         cond = dict(cond or {})
         lab = cond.get("label")
         if lab is not None:
             lab = torch.as_tensor(lab, dtype=torch.long, device=self.device)
-            cond["label"] = lab.reshape(1).expand(n) if lab.numel() == 1 else lab
+            if n is not None and lab.numel() not in (1, n):
+                raise ValueError(f"label must be one class or one per sample ({n}), got {lab.numel()} labels")
+            cond["label"] = lab.reshape(1).expand(n) if (lab.numel() == 1 and n is not None) else lab.reshape(-1)
+        want = self.conditions
+        missing = [k for k in want if cond.get(k) is None]
+        if missing:
+            shapes = ", ".join(f"{k}: (n, {', '.join(map(str, want[k]['shape']))})" for k in missing)
+            raise ValueError(f"this model was trained with the condition(s) {missing}; pass cond={{...}} with {shapes}")
+        for k, spec in want.items():
+            v = torch.as_tensor(cond[k], device=self.device)
+            per = tuple(spec["shape"])
+            if tuple(v.shape) == per and n is not None:  # one condition for every sample
+                v = v.unsqueeze(0).expand((n,) + per)
+            if v.dim() == 0 or tuple(v.shape[1:]) != per or (n is not None and v.shape[0] != n):
+                raise ValueError(f"condition {k!r} must have shape ({n if n is not None else 'n'}, "
+                                 f"{', '.join(map(str, per))}) (one per sample) or {per}, got {tuple(v.shape)}")
+            if v.is_floating_point():
+                if not bool(torch.isfinite(v).all()):
+                    raise ValueError(f"condition {k!r} holds NaN or infinite values")
+                v = v.to(torch.get_default_dtype() if spec.get("dtype", "float32").startswith("float") else v.dtype)
+            cond[k] = v
         return cond
 
     def sample(self, n: int, sampler: str | None = None, steps: int | None = None, cond: dict | None = None,
@@ -125,17 +152,29 @@ class Model:
         from .guidance import cfg
         from .sampling import sample as _sample
 
-        if self.state_shape is None:
+        pred = options.pop("prediction", None)
+        if pred is not None and pred != self.prediction:
+            raise ValueError(f"this model predicts {self.prediction!r}; prediction={pred!r} cannot change what its "
+                             "network returns (leave it out)")
+        if self.state_shape is None and "x_T" not in options:
             raise ValueError("this model does not know its state shape; pass x_T=... to stochgen.sample instead")
-        cond = self._cond(int(n), cond)
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"n must be a positive number of samples, got {n}")
+        cond = self._cond(n, cond)
         fn = self.denoise
         if guidance_scale is not None:
-            if self.num_classes is None:
-                raise ValueError("classifier-free guidance needs a class-conditional model (trained with labels)")
-            if cond.get("label") is None:
-                raise ValueError("guidance_scale needs cond={'label': ...}")
-            fn = cfg(self.denoise, guidance_scale, uncond={"label": -1})
-        shape = None if "x_T" in options else (int(n),) + self.state_shape
+            uncond = self._null_cond(cond)
+            if not uncond:
+                if self.num_classes is not None:
+                    raise ValueError("guidance_scale needs cond={'label': ...}")
+                raise ValueError("classifier-free guidance needs a model trained with condition dropout (labels with "
+                                 "cond_drop > 0, or cond_drop={name: p}) and cond={...} for those conditions")
+            fn = cfg(self.denoise, guidance_scale, uncond=uncond)
+        shape = None
+        if "x_T" not in options:
+            shape = ({k: (n,) + tuple(v) for k, v in self.state_shape.items()} if isinstance(self.state_shape, dict)
+                     else (n,) + self.state_shape)
         out = _sample(self.process, fn, shape, sampler=sampler or self.sampler, steps=int(steps or self.steps),
                       prediction=self.prediction, generator=generator, cond=cond, device=self.device,
                       progress=progress, **options)
@@ -145,16 +184,38 @@ class Model:
             return self.domain.decode(out)
         return out
 
-    def log_likelihood(self, x, **kw) -> torch.Tensor:
+    def _null_cond(self, cond: dict) -> dict:
+        """The unconditional branch of classifier-free guidance: label -1, dropped conditions zero."""
+        uncond = {}
+        if self.num_classes is not None and cond.get("label") is not None:
+            uncond["label"] = -1
+        for k in (self.extra_spec.get("cond_drop") or {}):
+            if cond.get(k) is not None:
+                uncond[k] = torch.zeros_like(cond[k])
+        return uncond
+
+    def _check_likelihood(self):
+        from .families import describe, family_of
+
+        if not family_of(self.process).likelihood:
+            raise ValueError(f"the exact likelihood is not defined here: {describe(self.process)}")
+
+    def log_likelihood(self, x, cond: dict | None = None, **kw) -> torch.Tensor:
         """log p(x) in nats per sample by the probability-flow ODE (``stochgen.log_likelihood``)."""
         from .likelihood import log_likelihood
 
-        return log_likelihood(self.process, self.denoise, x, prediction=self.prediction, **kw)
+        self._check_likelihood()
+        x = torch.as_tensor(x)
+        return log_likelihood(self.process, self.denoise, x, prediction=self.prediction,
+                              cond=self._cond(int(x.shape[0]) if x.dim() else None, cond), **kw)
 
-    def bits_per_dim(self, x, **kw) -> torch.Tensor:
+    def bits_per_dim(self, x, cond: dict | None = None, **kw) -> torch.Tensor:
         from .likelihood import bits_per_dim
 
-        return bits_per_dim(self.process, self.denoise, x, prediction=self.prediction, **kw)
+        self._check_likelihood()
+        x = torch.as_tensor(x)
+        return bits_per_dim(self.process, self.denoise, x, prediction=self.prediction,
+                            cond=self._cond(int(x.shape[0]) if x.dim() else None, cond), **kw)
 
     def save(self, path) -> str:
         """Write the model (weights, EMA, spec) to one checkpoint file, atomically."""
@@ -163,6 +224,35 @@ class Model:
     def __repr__(self) -> str:
         return (f"Model(domain={self.domain!r}, process={self.process!r}, net={type(self.net).__name__}, "
                 f"prediction={self.prediction!r}, precondition={self.precondition!r}, ema={self.ema is not None})")
+
+
+def _shape(s):
+    if s is None:
+        return None
+    if isinstance(s, dict):
+        return {k: _shape(v) for k, v in s.items()}
+    return tuple(int(v) for v in s)
+
+
+def _shape_json(s):
+    if s is None:
+        return None
+    if isinstance(s, dict):
+        return {k: _shape_json(v) for k, v in s.items()}
+    return list(s)
+
+
+def _rebuild_domain(d: dict):
+    """The domain of a checkpoint: by its registered name, else by importing the module it recorded."""
+    from ._validate import import_class
+    from .domain import Domain, names, register_domain
+    from .domain import domain as _domain
+
+    if d.get("name") not in names() and d.get("module") and d.get("class"):
+        cls = import_class(d["module"], d["class"], "domain", Domain)
+        if d["name"] not in names():
+            register_domain(d["name"], cls)
+    return _domain(d["name"], **(d.get("settings") or {}))
 
 
 def model_from_spec(spec: dict, domain=None) -> Model:
@@ -178,7 +268,7 @@ def model_from_spec(spec: dict, domain=None) -> Model:
             raise ValueError(f"the model spec lacks {key!r}")
     if domain is None:
         d = spec["domain"]
-        domain = _domain(d["name"], **(d.get("settings") or {}))
+        domain = _rebuild_domain(d)
     process = processes.from_spec(spec["process"])
     net = nets.build(spec["net"])
     ema = copy.deepcopy(net).float() if spec.get("ema_decay") else None

@@ -38,9 +38,10 @@ def test_load_accepts_tensor_array_pair_dataset_and_files(tmp_path):
     (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), "NaN"),
     (torch.tensor([[0.0, float("inf")]]), "infinite"),
     (torch.randn(7), "dims"),
-    (torch.randn(4, 2, 3), r"\(N, d\)"),
     (torch.zeros(0, 2), "empty"),
-    ({"a": 1}, "cannot load data of type dict"),
+    ({"a": 1}, "without an 'x' entry"),
+    ({"x": torch.randn(4, 2), "c": torch.randn(3, 2)}, r"condition 'c' has shape \(3, 2\).*\(4, \.\.\.\)"),
+    ({"x": torch.randn(4, 2), "c": torch.tensor([1.0, float("nan"), 0.0, 0.0])}, "condition 'c' holds NaN"),
     ([1.0, 2.0], "cannot load data of type list"),
     ("/nonexistent/file.pt", "no such file"),
 ])

@@ -34,14 +34,20 @@ class MLP(ScoreNet):
       ``label=-1`` or ``label=None`` is the reserved null class for classifier-free guidance.
     * ``cond_dim``: a conditioning vector ``y`` of shape ``(B, cond_dim)`` concatenated to ``x``
       (e.g. the signal of a mean-reverting process).
+    * ``cond_inputs``: ``{name: size}`` -- named conditions of any shape ``(B, ...)`` with ``size``
+      entries per sample, flattened and concatenated to ``x`` (what ``fit`` builds for data with
+      conditions). A missing one is an error naming it.
     * ``zero_init``: the output layer starts at zero, so the untrained net outputs exactly 0.
     """
 
     def __init__(self, dim: int, hidden: int = 256, depth: int = 3, emb_dim: int = 128,
                  num_classes: int | None = None, cond_dim: int = 0, out_dim: int | None = None,
                  embedding: str = "sinusoidal", emb_scale: float | None = None, dropout: float = 0.0,
-                 zero_init: bool = True):
+                 zero_init: bool = True, cond_inputs: dict | None = None):
         super().__init__()
+        self.cond_inputs = {str(k): int(v) for k, v in (cond_inputs or {}).items()}
+        if any(v < 1 for v in self.cond_inputs.values()):
+            raise ValueError(f"cond_inputs sizes must be >= 1, got {self.cond_inputs}")
         if int(dim) < 1 or int(hidden) < 1 or int(depth) < 0 or int(cond_dim) < 0:
             raise ValueError(f"need dim >= 1, hidden >= 1, depth >= 0, cond_dim >= 0; got dim={dim}, "
                              f"hidden={hidden}, depth={depth}, cond_dim={cond_dim}")
@@ -56,7 +62,7 @@ class MLP(ScoreNet):
 
         self.time_emb = TimeEmbedding(self.emb_dim, self.hidden, embedding, self.emb_scale)
         self.label_emb = LabelEmbedding(self.num_classes, self.hidden) if self.num_classes is not None else None
-        self.in_proj = nn.Linear(self.dim + self._cond_size, self.hidden)
+        self.in_proj = nn.Linear(self.dim + self._cond_size + sum(self.cond_inputs.values()), self.hidden)
         self.blocks = nn.ModuleList(_ResBlock(self.hidden, self.dropout) for _ in range(self.depth))
         self.out_norm = nn.LayerNorm(self.hidden)
         self.out = nn.Linear(self.hidden, self.out_dim)
@@ -68,12 +74,33 @@ class MLP(ScoreNet):
         return {"dim": self.dim, "hidden": self.hidden, "depth": self.depth, "emb_dim": self.emb_dim,
                 "num_classes": self.num_classes, "cond_dim": self._cond_size,
                 "out_dim": None if self.out_dim == self.dim else self.out_dim, "embedding": self.embedding,
-                "emb_scale": self.emb_scale, "dropout": self.dropout, "zero_init": self.zero_init}
+                "emb_scale": self.emb_scale, "dropout": self.dropout, "zero_init": self.zero_init,
+                "cond_inputs": dict(self.cond_inputs) or None}
+
+    @property
+    def cond_keys(self) -> tuple[str, ...]:
+        return tuple(super().cond_keys) + tuple(k for k in self.cond_inputs if k not in super().cond_keys)
+
+    def _named_inputs(self, x: torch.Tensor, cond: dict, dtype) -> list:
+        out = []
+        for k, size in self.cond_inputs.items():
+            c = cond.get(k)
+            if c is None:
+                raise ValueError(f"this MLP reads the condition {k!r}; pass {k}=tensor of shape (B, ...) "
+                                 f"with {size} entries per sample")
+            c = torch.as_tensor(c, device=x.device)
+            if c.dim() == 0 or c.shape[0] not in (1, x.shape[0]) or c[0].numel() != size:
+                raise ValueError(f"condition {k!r} must have shape (B={x.shape[0]}, ...) with {size} entries per "
+                                 f"sample, got {tuple(c.shape)}")
+            out.append(c.reshape(c.shape[0], -1).to(dtype).expand(x.shape[0], -1))
+        return out
 
     def forward(self, x: torch.Tensor, t, **cond) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"MLP(dim={self.dim}) takes x of shape (B, {self.dim}), got {tuple(x.shape)}")
         h, e = self._inputs(x, t, cond)
+        if self.cond_inputs:
+            h = torch.cat([h] + self._named_inputs(x, cond, h.dtype), dim=1)
         h = self.in_proj(h)
         for blk in self.blocks:
             h = blk(h, e)

@@ -91,6 +91,11 @@ class Process:
                 raise ValueError(f"{k} must broadcast to the state shape {tuple(x.shape)}, got {tuple(c.shape)}")
 
     # --- protocol ---------------------------------------------------------
+    def coerce_states(self, x) -> torch.Tensor:
+        """Training data as states of this process (``space.coerce``: tokens for jump processes, checked
+        poses for Lie groups, floats otherwise), with a clear error naming what is wrong."""
+        return self.space.coerce(x, "data")
+
     def marginal(self, x0: torch.Tensor, t, generator: torch.Generator | None = None, **cond) -> Marginal:
         raise NotImplementedError
 

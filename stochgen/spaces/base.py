@@ -34,6 +34,14 @@ class Space:
         """Nearest point of the space (identity on spaces without constraints)."""
         return x
 
+    def coerce(self, x: torch.Tensor, name: str = "data") -> torch.Tensor:
+        """Training data as points of this space (floating tensors here), checked by :meth:`check`."""
+        if not torch.is_tensor(x):
+            raise ValueError(f"{name} must be a tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            x = x.to(torch.get_default_dtype())
+        return self.check(x, name)
+
     def noise(self, shape, generator: torch.Generator | None = None, dtype=None, device=None) -> torch.Tensor:
         """Standard Gaussian noise in the tangent space, for a batch of the given shape."""
         raise TypeError(f"{type(self).__name__} has no tangent-space noise")

@@ -74,6 +74,20 @@ class Discrete(Space):
         return math.prod(self.event_shape)
 
     # --- validation ---------------------------------------------------------
+    def coerce(self, x: torch.Tensor, name: str = "data") -> torch.Tensor:
+        """Training data as integer state indices: floating tensors must hold whole numbers."""
+        if torch.is_tensor(x) and x.is_floating_point():
+            if not bool(torch.isfinite(x).all()) or not bool((x == torch.round(x)).all()):
+                raise ValueError(f"{name} must hold integer state indices (tokens) for {self!r}; got non-integer "
+                                 "or non-finite values")
+            x = x.long()
+        elif torch.is_tensor(x):
+            x = x.long()
+        x = self.check(x, name)
+        if self.mask_index is not None and bool((x == self.mask_index).any()):
+            raise ValueError(f"{name} holds the mask state {self.mask_index}, which is no data value")
+        return x
+
     def check(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         """Raise ``ValueError`` unless ``x`` is an integer tensor ``(batch, *event_shape)`` of valid indices."""
         if not isinstance(x, torch.Tensor):
