@@ -93,7 +93,7 @@ LIE_GROUP = _fam("lie-group", "a Lie-group process", ("lie-sde",), ("tangent_sco
                  "lie-dsm", False)
 LIE_INTERPOLANT = _fam("lie-interpolant", "a Lie-group interpolant", ("lie-flow",), ("velocity",), "velocity",
                        "lie-flow-matching", False)
-JUMP = _fam("jump", "a jump process", ("jump",), ("probs", "logits"), "probs", "discrete", False)
+JUMP = _fam("jump", "a jump process", ("jump",), ("logits", "probs"), "logits", "discrete", False)
 COMPOSITE = _fam("composite", "a composite process", ("composite",), ("parts",), "parts", "composite", False)
 
 ALL = {f.name: f for f in (LINEAR_GAUSSIAN, MEAN_REVERTING, INTERPOLANT, LOG_SPACE, LIE_GROUP, LIE_INTERPOLANT,

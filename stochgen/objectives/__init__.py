@@ -13,3 +13,19 @@ from .dsm import P_MEAN, P_STD, draw_training_batch, dsm_loss, sample_time, targ
 __all__ = ["Denoiser", "Objective", "build", "check_trainable", "names", "register", "supports_preconditioning",
            "tree_map", "tree_rows", "sample_time", "draw_training_batch", "dsm_loss", "target_and_weight",
            "P_MEAN", "P_STD"]
+
+
+def _import_family_modules():
+    """Import every family's objective module now, so that what they register (prediction
+    conversions, networks) is there for a loaded model too."""
+    import importlib
+
+    for mod in ("flow_matching", "log_space", "lie_group", "discrete", "composite"):
+        try:
+            importlib.import_module(f"{__name__}.{mod}")
+        except ModuleNotFoundError as exc:  # a family module not written yet
+            if exc.name != f"{__name__}.{mod}":
+                raise
+
+
+_import_family_modules()
