@@ -1,8 +1,11 @@
-"""The ``stochgen`` command line: train, sample, likelihood, info, demo.
+"""The ``stochgen`` command line: train, sample, likelihood, metrics, info, demo.
 
     stochgen train images digits --steps 3000 --out model.ckpt
+    stochgen train base tokens.pt --process AbsorbingCTMC --process-set num_states=6 --steps 2000
     stochgen sample model.ckpt -n 64 -o samples.png --label 3 --guidance 2
+    stochgen sample ouve.ckpt -n 8 --cond y=noisy.pt -o clean.pt
     stochgen likelihood model.ckpt digits
+    stochgen metrics model.ckpt digits
     stochgen info model.ckpt
     stochgen demo --out demo
 
@@ -78,21 +81,89 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _process_arg(args):
+    """``--process`` (a type name or a JSON spec) with ``--process-set`` overrides -> a process, or None."""
+    import stochgen
+
+    if args.process is None:
+        if args.process_set:
+            raise CLIError("--process-set needs --process")
+        return None
+    text = args.process.strip()
+    if text.startswith("{"):
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CLIError(f"--process is not valid JSON: {exc}") from None
+    else:
+        spec = {"type": text, "config": {}}
+    spec.setdefault("config", {}).update(_parse_settings(args.process_set))
+    return stochgen.processes.from_spec(spec)
+
+
+def _network_arg(args):
+    import stochgen
+
+    if args.network is None:
+        return None
+    text = args.network.strip()
+    try:
+        spec = json.loads(text) if text.startswith("{") else {"type": text, "config": {}}
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"--network is not valid JSON: {exc}") from None
+    return stochgen.nets.build(spec)
+
+
+def _cond_args(items, model) -> dict | None:
+    """``--cond NAME=FILE`` (.pt tensor or .npy array) -> ``{NAME: tensor}``."""
+    import numpy as np
+    import torch
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CLIError(f"--cond takes NAME=FILE, got {item!r}")
+        k, path = item.split("=", 1)
+        if not os.path.isfile(path):
+            raise CLIError(f"--cond {k}: file not found: {path}")
+        try:
+            v = np.load(path, allow_pickle=False) if path.lower().endswith(".npy") else \
+                torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CLIError(f"--cond {k}: cannot read {path} ({exc}); give a .pt tensor or a .npy array") from None
+        out[k] = torch.as_tensor(v)
+    unknown = sorted(set(out) - set(model.conditions))
+    if unknown:
+        raise CLIError(f"this model takes no condition(s) {unknown}; it takes: "
+                       f"{', '.join(model.conditions) or 'none'}")
+    return out
+
+
 # --- verbs ------------------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
     import stochgen
 
     dom = _resolve_domain(args.domain, **_parse_settings(args.set))
+    process, network = _process_arg(args), _network_arg(args)
     data = dom.load(args.data)
     t0 = time.time()
     model = stochgen.fit(dom, data, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, device=args.device, ema=args.ema, val_split=args.val_split,
-                         progress=not args.no_progress, log=args.log)
+                         progress=not args.no_progress, log=args.log, process=process, network=network,
+                         prediction=args.prediction, cond_drop=args.cond_drop)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 writes
         return 0
     path = model.save(args.out)
-    print(f"trained {args.domain} on {len(data)} samples in {time.time() - t0:.1f} s; wrote {path}")
+    print(f"trained {args.domain} ({type(model.process).__name__}, prediction {model.prediction}) on {len(data)} "
+          f"samples in {time.time() - t0:.1f} s; wrote {path}")
+    if args.val_split > 0:
+        from stochgen.fit import validation_split
+
+        held = validation_split(dom.prepare(data, model.process), args.val_split, args.seed)[0]
+        m = dom.metrics(model, held)
+        if m:
+            print("held-out metrics: " + ", ".join(f"{k} {_fmt(v)}" for k, v in m.items()))
     return 0
 
 
@@ -101,15 +172,15 @@ def cmd_sample(args) -> int:
 
     model = _load_model(args.ckpt, args.device)
     g = torch.Generator().manual_seed(args.seed)
-    cond = None
+    cond = _cond_args(args.cond, model) or None
     if args.label is not None:
         if model.num_classes is None:
             raise CLIError("--label needs a class-conditional model (this one was trained without labels)")
         if not 0 <= args.label < model.num_classes:
             raise CLIError(f"--label must lie in 0..{model.num_classes - 1}, got {args.label}")
-        cond = {"label": args.label}
+        cond = {**(cond or {}), "label": args.label}
     if args.guidance is not None and cond is None:
-        raise CLIError("--guidance needs --label")
+        raise CLIError("--guidance needs --label (or --cond for a model trained with condition dropout)")
     x = model.sample(args.n, sampler=args.sampler, steps=args.steps, cond=cond, generator=g,
                      guidance_scale=args.guidance)
     clip = getattr(model.domain, "clip_states", None)
@@ -124,9 +195,16 @@ def cmd_sample(args) -> int:
         if save_grid is None:
             raise CLIError(f"the {model.domain.name} domain cannot draw a PNG; use an output ending in .pt")
         save_grid(x, out)
+    elif out.lower().endswith(".npy"):
+        import numpy as np
+
+        if isinstance(x, dict):
+            raise CLIError("a composite state has several parts; write it to a .pt file")
+        np.save(out, x.detach().cpu().numpy())
     else:
-        torch.save(x.detach().cpu(), out)
-    print(f"wrote {args.n} samples of shape {tuple(x.shape[1:])} to {out}")
+        torch.save(x.detach().cpu() if torch.is_tensor(x) else {k: v.detach().cpu() for k, v in x.items()}, out)
+    shape = {k: tuple(v.shape[1:]) for k, v in x.items()} if isinstance(x, dict) else tuple(x.shape[1:])
+    print(f"wrote {args.n} samples of shape {shape} to {out}")
     return 0
 
 
@@ -135,9 +213,14 @@ def cmd_likelihood(args) -> int:
 
     import stochgen
 
+    from stochgen.families import describe, family_of
+
     model = _load_model(args.ckpt, args.device)
-    data = model.domain.load(args.data)
+    if not family_of(model.process).likelihood:
+        raise CLIError(f"the exact likelihood is not defined for this model: {describe(model.process)}")
+    data = model.domain.prepare(model.domain.load(args.data), model.process)
     x = data.x[: args.n].to(model.device)
+    conds = {k: v[: args.n].to(model.device) for k, v in data.cond.items()}
     g = torch.Generator().manual_seed(args.seed)
     kw = dict(divergence="exact" if args.exact else "hutchinson", rtol=args.rtol, atol=args.atol, generator=g)
     levels = getattr(model.domain, "levels", None)
@@ -148,11 +231,24 @@ def cmd_likelihood(args) -> int:
         print(f"bits/dim: {float(bpd.mean()):.4f} +- {float(bpd.std() / math.sqrt(bpd.numel())):.4f} "
               f"({bpd.numel()} samples, {levels} levels)")
     else:
-        nll = -torch.cat([model.log_likelihood(x[i:i + args.batch_size], **kw)
+        nll = -torch.cat([model.log_likelihood(x[i:i + args.batch_size],
+                                               cond={k: v[i:i + args.batch_size] for k, v in conds.items()}, **kw)
                           for i in range(0, x.shape[0], args.batch_size)])
         d = x[0].numel()
         print(f"nll: {float(nll.mean()):.4f} nats/sample, {float(nll.mean()) / (d * math.log(2)):.4f} bits/dim "
               f"({nll.numel()} samples, continuous)")
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    model = _load_model(args.ckpt, args.device)
+    data = model.domain.prepare(model.domain.load(args.data), model.process)
+    m = model.domain.metrics(model, data)
+    if not m:
+        print(f"the {model.domain.name} domain defines no metrics")
+        return 0
+    for k, v in m.items():
+        print(f"{k}: {_fmt(v)}")
     return 0
 
 
@@ -172,9 +268,15 @@ def cmd_info(args) -> int:
     print(f"checkpoint: {args.ckpt} ({info['file_bytes'] / 1e6:.2f} MB, format {info['format']})")
     print(f"domain:     {dom.get('name')}  {json.dumps(dom.get('settings', {}))}")
     print(f"process:    {proc.get('type')}  {json.dumps(proc.get('config', {}))}")
+    try:
+        from stochgen.families import family_of
+
+        print(f"family:     {family_of(stochgen.processes.from_spec(proc)).name}")
+    except ValueError:
+        pass
     print(f"network:    {net.get('type')}  {json.dumps(net.get('config', {}))}")
     for key in ("prediction", "preconditioning", "ema_decay", "sampler", "steps", "state_shape", "num_classes",
-                "stochgen_version"):
+                "conditions", "stochgen_version"):
         if key in spec:
             print(f"{key + ':':12s}{spec[key]}" if len(key) < 11 else f"{key}: {spec[key]}")
     for g, v in sorted(info["groups"].items()):
@@ -242,19 +344,34 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log", default=None, help="training log (.csv or .jsonl)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="domain setting, e.g. --set process=vp (JSON values); repeatable")
+    t.add_argument("--process", default=None,
+                   help="process type (e.g. OUVE, Interpolant, AbsorbingCTMC, SE3Diffusion) or a JSON spec "
+                        "(default: the domain's)")
+    t.add_argument("--process-set", action="append", metavar="KEY=VALUE",
+                   help="a constructor argument of --process, e.g. num_states=6 (JSON values); repeatable")
+    t.add_argument("--network", default=None, help="network type (e.g. MLP) or JSON nets spec (default: the domain's)")
+    t.add_argument("--prediction", default=None,
+                   help="what the network predicts: x0, eps, score, v, velocity, tangent_score, logits "
+                        "(default: the domain's / the process family's)")
+    t.add_argument("--cond-drop", type=float, default=0.1,
+                   help="label dropout for classifier-free guidance (default 0.1)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="draw samples from a checkpoint",
-                       description="Draw samples; OUT ending in .pt gets the state tensor, .png a grid image.")
+                       description="Draw samples; OUT ending in .pt gets the state tensor (a dict for composite states), "
+                                   ".npy a numpy array, .png a grid image (image domains).")
     s.add_argument("ckpt")
     s.add_argument("-n", type=int, default=16, help="number of samples (default 16)")
-    s.add_argument("-o", "--out", required=True, help="output .pt (tensor of states) or .png (grid)")
+    s.add_argument("-o", "--out", required=True, help="output .pt (tensor of states), .npy or .png (grid)")
     s.add_argument("--sampler", default=None, help="sampler name (default: the checkpoint's)")
     s.add_argument("--steps", type=int, default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--label", type=int, default=None, help="class to draw (class-conditional models)")
     s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (with --label)")
+    s.add_argument("--cond", action="append", metavar="NAME=FILE",
+                   help="a condition the model was trained with (a .pt tensor or .npy array, one row per sample "
+                        "or one for all); repeatable")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_sample)
 
@@ -270,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--seed", type=int, default=0)
     lk.add_argument("--device", default="cpu")
     lk.set_defaults(func=cmd_likelihood)
+
+    mt = sub.add_parser("metrics", help="the domain's quality metrics of a checkpoint on DATA",
+                        description="Evaluate a checkpoint with its domain's own metrics on DATA.")
+    mt.add_argument("ckpt")
+    mt.add_argument("data")
+    mt.add_argument("--device", default="cpu")
+    mt.set_defaults(func=cmd_metrics)
 
     i = sub.add_parser("info", help="describe a checkpoint without loading its weights",
                        description="Print the spec of a checkpoint: domain, process, network, sampler, sizes.")

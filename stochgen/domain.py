@@ -258,9 +258,9 @@ class Domain:
     def default_prediction_for(self, process) -> str:
         """What a model of ``process`` predicts by default: the domain's ``default_prediction``
         where the family allows it, else ``"x0"`` with EDM preconditioning where the process has
-        it, else the family's default (``"eps"`` for a linear Gaussian process without
+        it, else the family's default (``"v"`` for a linear Gaussian process without
         preconditioning: an unpreconditioned ``x0`` network makes the score, and so the likelihood,
-        blow up near the data end)."""
+        blow up near the data end; see :mod:`stochgen.families`)."""
         from .families import family_of
         from .objectives import supports_preconditioning
 

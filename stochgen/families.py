@@ -81,10 +81,14 @@ def _fam(name, title, traits, predictions, default, objective, likelihood):
     return Family(name, title, frozenset(traits), tuple(predictions), default, objective, likelihood)
 
 
+# "v" is the default where no EDM preconditioning applies: it stays well posed at both ends. An
+# unpreconditioned x0 network makes the score (x_t - alpha x0)/sigma^2, and so the likelihood, blow
+# up near the data end; an eps network makes x0 = (x_t - sigma eps)/alpha blow up where alpha is
+# small (measured on OU-VE: rare trajectories 48 sd off with eps, none with v)
 LINEAR_GAUSSIAN = _fam("linear-gaussian", "a linear Gaussian process", ("linear", "sde", "flow"), LINEAR_KINDS,
-                       "x0", "dsm", True)
+                       "v", "dsm", True)
 MEAN_REVERTING = _fam("mean-reverting", "a mean-reverting conditional process",
-                      ("linear", "sde", "flow", "mean-reverting"), LINEAR_KINDS, "x0", "dsm", True)
+                      ("linear", "sde", "flow", "mean-reverting"), LINEAR_KINDS, "v", "dsm", True)
 INTERPOLANT = _fam("interpolant", "an interpolant (flow matching)", ("linear", "sde", "flow", "interpolant"),
                    ("velocity",) + LINEAR_KINDS, "velocity", "flow-matching", True)
 LOG_SPACE = _fam("log-space", "a log-space multiplicative process", ("log-space", "sde", "flow"), ("score", "eps"),

@@ -41,9 +41,21 @@ from . import objectives as _objectives
 from .objectives import Denoiser, check_trainable, supports_preconditioning, tree_map
 from .parameterization import check_kind
 
-__all__ = ["fit", "batch_indices"]
+__all__ = ["fit", "batch_indices", "validation_split"]
 
 _PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+def validation_split(data: DomainData, val_split: float, seed: int) -> tuple:
+    """``(val, train)`` as ``fit(..., val_split=, seed=)`` splits ``data`` (``val`` None when 0)."""
+    if not val_split > 0:
+        return None, data
+    n_all = len(data)
+    perm = torch.randperm(n_all, generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(round(n_all * val_split)))
+    if n_val >= n_all:
+        raise ValueError(f"val_split={val_split} leaves no training data ({n_all} samples)")
+    return data.subset(perm[:n_val]), data.subset(perm[n_val:])
 
 
 def batch_indices(step: int, size: int, n: int, seed: int) -> torch.Tensor:
@@ -99,7 +111,7 @@ class _Log:
 
 
 def _check_args(steps, epochs, batch_size, lr, warmup, clip, ema, val_split, val_every, ckpt_every, ckpt_path,
-                precision, cond_drop):
+                precision, cond_drop, metrics_every=None):
     if steps is None and epochs is None:
         raise ValueError("give steps= or epochs=")
     if steps is not None and int(steps) < 1:
@@ -116,6 +128,8 @@ def _check_args(steps, epochs, batch_size, lr, warmup, clip, ema, val_split, val
         raise ValueError(f"val_split must lie in [0, 1), got {val_split}")
     if val_every is not None and val_split == 0:
         raise ValueError("val_every needs val_split > 0 (a validation set)")
+    if metrics_every is not None and val_split == 0:
+        raise ValueError("metrics_every needs val_split > 0 (a validation set)")
     if ckpt_every is not None and not ckpt_path:
         raise ValueError("ckpt_every needs ckpt_path=")
     if precision not in _PRECISIONS:
@@ -231,7 +245,7 @@ def _drop_conds(cond: dict, drops: dict, g: torch.Generator) -> dict:
 def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmup=100, weight_decay=0.0, clip=1.0,
         ema=0.999, seed=0, val_split=0.0, val_every=None, ckpt_every=None, ckpt_path=None, resume=None,
         device="cpu", precision="float32", log=None, progress=True, process=None, network=None, prediction=None,
-        cond_drop=0.1, log_every=10) -> Model:
+        cond_drop=0.1, log_every=10, metrics_every=None) -> Model:
     """Train a model on ``data`` of ``domain`` and return a :class:`stochgen.Model`.
 
     * ``domain``: a :class:`stochgen.Domain` or a registered name; ``data``: anything
@@ -257,11 +271,13 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmu
     * ``precision="bfloat16"`` runs the network under autocast; ``log``: metrics file (``.jsonl``
       or ``.csv``; default ``<ckpt_path stem>.metrics.jsonl`` when ``ckpt_path`` is set; one line
       every ``log_every`` steps and one per validation); ``progress``: a tqdm bar.
+    * ``metrics_every``: every so many steps (and at the end) the domain's own ``metrics(model, val)``
+      on the validation split are computed and logged (needs ``val_split``; they can be slow).
     """
     from .domain import domain as _domain
 
     _check_args(steps, epochs, batch_size, lr, warmup, clip, ema, val_split, val_every, ckpt_every, ckpt_path,
-                precision, 0.0 if isinstance(cond_drop, dict) else cond_drop)
+                precision, 0.0 if isinstance(cond_drop, dict) else cond_drop, metrics_every)
     if isinstance(domain, str):
         domain = _domain(domain)
     if not isinstance(domain, Domain):
@@ -278,14 +294,14 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmu
                         val_split=float(val_split), val_every=val_every, ckpt_every=ckpt_every, ckpt_path=ckpt_path,
                         resume=resume, device=torch.device(device), precision=precision, log=log,
                         progress=progress, process=process, network=network, prediction=prediction,
-                        cond_drop=cond_drop, log_every=max(1, int(log_every)))
+                        cond_drop=cond_drop, log_every=max(1, int(log_every)), metrics_every=metrics_every)
     finally:
         _dist.teardown(ctx)
 
 
 def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_decay, clip, ema, seed, val_split,
          val_every, ckpt_every, ckpt_path, resume, device, precision, log, progress, process, network, prediction,
-         cond_drop, log_every) -> Model:
+         cond_drop, log_every, metrics_every=None) -> Model:
     data = data if isinstance(data, DomainData) else domain.load(data)
     states = spec = None
     if resume is not None:
@@ -300,16 +316,7 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
     data = domain.prepare(data, process)
     check_trainable(process)
     cond_drop = _cond_drop(cond_drop, data, process)
-    n_all = len(data)
-    # --- split ---------------------------------------------------------------------------------
-    if val_split > 0:
-        perm = torch.randperm(n_all, generator=torch.Generator().manual_seed(seed))
-        n_val = max(1, int(round(n_all * val_split)))
-        if n_val >= n_all:
-            raise ValueError(f"val_split={val_split} leaves no training data ({n_all} samples)")
-        val, train = data.subset(perm[:n_val]), data.subset(perm[n_val:])
-    else:
-        val, train = None, data
+    val, train = validation_split(data, val_split, seed)
     n_train = len(train)
     G = batch_size * ctx.world
     if steps is None:
@@ -454,6 +461,10 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
                 logger.write({"step": s, "val_loss": v, "time": time.time()})
                 if bar is not None:
                     bar.set_postfix(loss=f"{lval:.4f}", val=f"{v:.4f}")
+        if val is not None and metrics_every and (s % int(metrics_every) == 0 or s == steps) and ctx.is_main:
+            mets = {k: float(v) for k, v in domain.metrics(model, val).items()}
+            model.history.setdefault("metrics", []).append([s, mets])
+            logger.write({"step": s, **{f"metric_{k}": v for k, v in mets.items()}, "time": time.time()})
         if bar is not None:
             bar.update(1)
         if ckpt_every and s % int(ckpt_every) == 0 and s != steps:
