@@ -239,8 +239,16 @@ class Domain:
         """``data`` made ready for ``process``: states checked against (and cast to) the process's
         space -- integer tokens for jump processes, poses for Lie groups -- and the conditions the
         process needs (OU-VE's ``y``) present and of the right shape. Clear errors otherwise."""
-        x = process.coerce_states(data.x) if not isinstance(data.x, dict) or hasattr(process, "parts") \
-            else _no_composite(process)
+        from .families import family_of
+
+        composite = family_of(process).has("composite")
+        if isinstance(data.x, dict) != composite:
+            raise ValueError(f"the data hold a composite state (a dict of parts) but {type(process).__name__} is not "
+                             "a composite process; use processes.Composite({part: process, ...})"
+                             if isinstance(data.x, dict) else
+                             f"{type(process).__name__} is a composite process: give the state as a dict of parts "
+                             f"{{'x': {{part: tensor, ...}}}}")
+        x = process.coerce_states(data.x)
         missing = [k for k in process.cond_keys if k not in data.cond]
         if missing:
             raise ValueError(f"{type(process).__name__} needs the condition(s) {missing} in the data: give "
@@ -348,10 +356,6 @@ def _check_conds(cond: dict, n: int) -> dict:
         out[str(k)] = v
     return out
 
-
-def _no_composite(process):
-    raise ValueError(f"the data hold a composite state (a dict of parts) but {type(process).__name__} is not a "
-                     "composite process; use processes.Composite({part: process, ...})")
 
 
 def _from_dataset(ds):

@@ -1,6 +1,6 @@
 """Worker for tests/test_ddp.py, launched by torch.distributed.run (also usable on one process).
 
-Usage: python -m torch.distributed.run --nproc_per_node=2 tests/_ddp_worker.py OUT_DIR STEPS BATCH
+Usage: python -m torch.distributed.run --nproc_per_node=2 tests/_ddp_worker.py OUT_DIR STEPS BATCH [PROBLEM]
 Trains the shared problem of test_ddp.problem() and writes, per rank, OUT_DIR/rank<r>.pt with the
 loss history and the final weights; rank 0 also writes the checkpoint OUT_DIR/ddp.ckpt.
 """
@@ -18,7 +18,7 @@ from test_ddp import problem  # noqa: E402
 
 def main():
     out, steps, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    domain, data, kw = problem()
+    domain, data, kw = problem(sys.argv[4] if len(sys.argv) > 4 else "gaussian")
     rank = int(os.environ.get("RANK", "0"))
     model = stochgen.fit(domain, data, steps=steps, batch_size=batch, ckpt_path=os.path.join(out, "ddp.ckpt"),
                          **kw)

@@ -21,12 +21,17 @@ import stochgen
 STEPS, B = 20, 16
 
 
-def problem():
+def problem(kind: str = "gaussian"):
+    """The shared problem: a labelled Gaussian mixture (EDM), or tokens of a jump process (non-Euclidean)."""
     g = torch.Generator().manual_seed(0)
     k = torch.randint(0, 3, (300,), generator=g)
+    kw = dict(lr=3e-3, warmup=5, ema=0.9, seed=7, cond_drop=0.3, progress=False, log_every=5)
+    if kind == "tokens":
+        tokens = (k[:, None] + torch.arange(6)) % 4  # sequences of 4 symbols, starting at the label
+        kw.update(process=stochgen.processes.AbsorbingCTMC(num_states=4))
+        return stochgen.Domain(), (tokens, k), kw
     x = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0]])[k] + 0.1 * torch.randn(300, 2, generator=g)
     domain = stochgen.Domain(sigma_data=1.0, hidden=32, depth=2)
-    kw = dict(lr=3e-3, warmup=5, ema=0.9, seed=7, cond_drop=0.3, progress=False, log_every=5)
     return domain, (x, k), kw
 
 
@@ -37,11 +42,13 @@ def _free_port():
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch build has no torch.distributed")
-def test_two_processes_match_one_process_with_double_batch(tmp_path):
+@pytest.mark.parametrize("kind", ["gaussian", "tokens"])
+def test_two_processes_match_one_process_with_double_batch(tmp_path, kind):
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", os.path.join(here, "_ddp_worker.py"), str(tmp_path), str(STEPS), str(B)]
+           f"--master_port={_free_port()}", os.path.join(here, "_ddp_worker.py"), str(tmp_path), str(STEPS), str(B),
+           kind]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     r0 = torch.load(tmp_path / "rank0.pt")
@@ -53,7 +60,7 @@ def test_two_processes_match_one_process_with_double_batch(tmp_path):
         assert torch.equal(r0["net"][name], r1["net"][name]), name
     assert r0["loss"] == r1["loss"]
 
-    domain, data, kw = problem()
+    domain, data, kw = problem(kind)
     single = stochgen.fit(domain, data, steps=STEPS, batch_size=2 * B, **kw)
     ddp_loss, one_loss = torch.tensor(r0["loss"]), torch.tensor(single.history["loss"])
     assert len(ddp_loss) == STEPS
