@@ -43,8 +43,11 @@ def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", st
     if x_T is None:
         if shape is None:
             raise ValueError("give either shape=(n, ...) or a start state x_T")
-        x_T = process.prior_sample(tuple(shape), generator=generator, dtype=dtype or torch.get_default_dtype(),
+        shape = shape if isinstance(shape, dict) else tuple(shape)  # a dict: {part: (n, ...)} of a composite
+        x_T = process.prior_sample(shape, generator=generator, dtype=dtype or torch.get_default_dtype(),
                                    device=device, **cond)
+    elif isinstance(x_T, dict):  # a composite state: its sampler checks the parts
+        x_T = {k: torch.as_tensor(v, device=device) for k, v in x_T.items()}
     elif info.kind == "jump":  # integer states stay integers
         x_T = torch.as_tensor(x_T, device=device)
     else:
@@ -52,15 +55,16 @@ def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", st
         if shape is not None and tuple(shape) != tuple(x_T.shape):
             raise ValueError(f"shape {tuple(shape)} does not match x_T of shape {tuple(x_T.shape)}")
         check_finite(x_T, "x_T")
+    dev = next(iter(x_T.values())).device if isinstance(x_T, dict) and x_T else getattr(x_T, "device", None)
     if times is None:
         if grid is None:  # the sampler's own grid, or uniform where the process has no log-SNR
             grid = info.default_grid if grids.has_log_snr(process) else "uniform"
-        times = grids.make_grid(process, steps, grid, dtype=torch.float64, device=x_T.device,
+        times = grids.make_grid(process, steps, grid, dtype=torch.float64, device=dev,
                                 **_grid_options(grid, grid_options))
     else:
         if grid_options:
             raise ValueError("grid_options apply to a generated grid; they cannot be combined with times=")
-        times = as_tensor(times, "times").to(device=x_T.device)
+        times = as_tensor(times, "times").to(device=dev)
         if times.dim() != 1 or times.numel() < 2 or bool((times[1:] >= times[:-1]).any()):
             raise ValueError("times must be a decreasing 1-D tensor with at least 2 entries")
     process.check_t(times)  # a t_end / t_start outside the process's time range is named here

@@ -10,10 +10,11 @@ from .interpolant import Interpolant
 from .se3_diffusion import SE3Diffusion, SE3Interpolation
 from .ctmc import CTMC, AbsorbingCTMC, UniformCTMC
 from .simulate import simulate_forward
+from .composite import Composite
 
 __all__ = [
     "Process", "LinearGaussian", "Marginal", "VP", "SubVP", "VE", "EDM", "MeanReverting", "OUVE", "IRSDE",
-    "GBM", "Interpolant", "SE3Diffusion", "SE3Interpolation", "CTMC", "UniformCTMC", "AbsorbingCTMC",
+    "GBM", "Interpolant", "SE3Diffusion", "SE3Interpolation", "CTMC", "UniformCTMC", "AbsorbingCTMC", "Composite",
     "from_spec", "names", "register", "simulate_forward",
 ]
 
