@@ -3,9 +3,11 @@
 For a diffusion ``dx = f(x, t) dt + g(t) dW`` whose reverse-time score is
 given by a model, the probability-flow ODE
 
-    dx/dt = v(x, t) = f(x, t) - 1/2 g(t)^2 score(x, t)
+    dx/dt = v(x, t) = f(x, t) - 1/2 d/dx g(x, t)^2 - 1/2 g(x, t)^2 score(x, t)
 
-carries the marginal ``p_t`` to ``p_T``; along a solution the log-density obeys
+(the ``d/dx g^2`` term is nonzero for a state-dependent noise, GBM's ``g = s x``; a linear
+process without offset writes the same velocity as ``alpha' x0_hat + sigma' eps_hat``,
+:func:`stochgen.samplers.kernel.flow_velocity`) carries the marginal ``p_t`` to ``p_T``; along a solution the log-density obeys
 ``d/dt log p_t(x(t)) = -div v(x(t), t)``. Integrating the state together with the
 divergence from ``t_eps`` to ``t_max`` gives
 
@@ -49,12 +51,12 @@ import torch
 
 from ._validate import as_tensor, check_batched, check_finite
 from .parameterization import Prediction, check_kind
+from .samplers.kernel import RK_ADAPTIVE, diffusion_depends_on_state, flow_velocity, start_inside
 
 __all__ = ["log_likelihood", "bits_per_dim", "DIVERGENCES", "PROBE_DISTS"]
 
 DIVERGENCES = ("exact", "hutchinson")
 PROBE_DISTS = ("rademacher", "gaussian")
-_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 
 
 def _check_options(divergence, probes, probe_dist, rtol, atol):
@@ -145,14 +147,16 @@ def log_likelihood(process, model: Callable, x, prediction: str = "eps", cond: d
         raise ValueError(f"sigma(t_eps) = 0 at t_eps={t0:g}: the score is singular there; choose t_eps > {process.t_lo:g}")
 
     pred = Prediction(model, prediction, process, cond)
+    # an eps / score model says nothing at an interpolant's alpha(t_max) = 0: end just inside (kernel.start_inside)
+    t1 = float(start_inside(process, torch.tensor([t1, t0], dtype=torch.float64), prediction)[0])
+    state_dependent = diffusion_depends_on_state(process, x, t0, cond)
     eps = None
     if divergence == "hutchinson":
         eps = _draw_probes(probes, x.shape, probe_dist, generator, x.dtype, x.device)
     counter = {"evals": 0}
 
     def velocity(xx, t):
-        drift, diffusion = process.sde(xx, t, **cond)
-        return drift - 0.5 * diffusion**2 * pred.score(xx, t)
+        return flow_velocity(process, pred, xx, t, state_dependent)
 
     def func(t, state):
         xx, _ = state
@@ -170,7 +174,7 @@ def log_likelihood(process, model: Callable, x, prediction: str = "eps", cond: d
     ts = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
     state0 = (x.detach(), torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
     options = dict(options or {})
-    if method in _ADAPTIVE and "step_t" not in options and "jump_t" not in options:
+    if method in RK_ADAPTIVE and "step_t" not in options and "jump_t" not in options:
         options["step_t"] = ts[-1:]  # end a step exactly at t_max instead of stepping past it
     xs, deltas = odeint(func, state0, ts, method=method, rtol=rtol, atol=atol, options=options)
     x_T, delta = xs[-1], deltas[-1]

@@ -210,8 +210,8 @@ def test_gbm_prior_log_prob_is_lognormal():
 @pytest.mark.parametrize("name", P.names())
 def test_spec_round_trip(name):
     proc = getattr(P, name)
-    if name in ("CTMC", "UniformCTMC", "AbsorbingCTMC", "SE3Diffusion", "SE3Interpolation"):
-        pytest.skip("covered in the discrete / SE(3) test files")
+    if name in ("CTMC", "UniformCTMC", "AbsorbingCTMC", "SE3Diffusion", "SE3Interpolation", "Composite"):
+        pytest.skip("covered in the discrete / SE(3) / composite test files")
     p = proc()
     q = P.from_spec(p.spec())
     assert type(q) is type(p) and q.config() == p.config()
@@ -279,3 +279,20 @@ def test_simulate_forward_seed_fixes_the_whole_path():
     torch.manual_seed(9)
     e = P.simulate_forward(proc, x0, 0.0, 0.6, dt=0.01)
     assert torch.equal(d, e)
+
+
+def test_trig_interpolant_prior_end_is_exact():
+    """a = cos(pi t/2) is computed as sin(pi (1 - t)/2): exactly 0 at t = 1, so lambda(1) = -inf (it was
+    -37 from cos(pi/2) = 6e-17, and the karras grid repeated t = 1.0: "times must be strictly decreasing")."""
+    from stochgen.samplers import grids
+
+    proc = P.Interpolant("trig")
+    one = torch.tensor(1.0, dtype=torch.float64)
+    assert float(proc.alpha(one)) == 0.0 and float(proc.db(one)) == 0.0 and float(proc.sigma(one)) == 1.0
+    assert float(proc.lambda_(one)) == -math.inf
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    assert torch.allclose(proc.alpha(t), torch.cos(0.5 * math.pi * t), atol=1e-15)
+    for kind in ("karras", "log_snr", "uniform"):
+        for steps in (2, 5, 18, 40):
+            ts = grids.make_grid(proc, steps, kind)
+            assert bool((ts[1:] < ts[:-1]).all()), (kind, steps, ts)

@@ -5,7 +5,7 @@
 with x_0 the data, x_1 the other end (standard Gaussian noise unless given),
 z ~ N(0, I) optional latent noise. Paths: ``"linear"`` a = 1 - t, b = t
 (rectified flow / conditional OT flow matching); ``"trig"`` a = cos(pi t/2),
-b = sin(pi t/2). Latent noise: gamma(t) = gamma_scale * sqrt(t (1 - t))
+b = sin(pi t/2) (a computed as sin(pi (1 - t)/2), exactly 0 at t = 1). Latent noise: gamma(t) = gamma_scale * sqrt(t (1 - t))
 (``gamma_shape="sqrt"``, as in the stochastic-interpolant papers; its
 derivative is unbounded at the ends) or gamma_scale * t (1 - t)
 (``"quadratic"``, smooth; the default shape).
@@ -14,7 +14,10 @@ The training target is the velocity d x_t / dt = a' x_0 + b' x_1 + gamma' z.
 When x_1 is Gaussian noise the path is a linear Gaussian process with
 alpha(t) = a(t) and sigma(t) = sqrt(b^2 + gamma^2), so every sampler that
 speaks alpha/sigma works on it. Its SDE drift a'/a is singular at t = 1 where
-a = 0 (the prior N(0, I) is reached exactly there).
+a = 0 (the prior N(0, I) is reached exactly there; lambda(1) = -inf): the samplers start
+there from x0 / v / velocity predictions and just inside it from eps / score ones, and the
+Euler-Maruyama samplers take their first step there as the exact ancestral step
+(:func:`stochgen.samplers.kernel.start_inside`, :func:`stochgen.samplers.sde.ancestral_step`).
 """
 from __future__ import annotations
 
@@ -49,7 +52,9 @@ class Interpolant(LinearGaussian):
     # --- path coefficients and their derivatives ---------------------------------
     def a(self, t):
         t = as_tensor(t, "t")
-        return 1.0 - t if self.path == "linear" else torch.cos(0.5 * math.pi * t)
+        # sin(pi (1 - t)/2) rather than cos(pi t/2): exactly 0 at t = 1 (cos(pi/2) is 6e-17, which made
+        # lambda(1) = -37 instead of -inf and the karras grid repeat t = 1)
+        return 1.0 - t if self.path == "linear" else torch.sin(0.5 * math.pi * (1.0 - t))
 
     def b(self, t):
         t = as_tensor(t, "t")
@@ -61,7 +66,7 @@ class Interpolant(LinearGaussian):
 
     def db(self, t):
         t = as_tensor(t, "t")
-        return torch.ones_like(t) if self.path == "linear" else 0.5 * math.pi * torch.cos(0.5 * math.pi * t)
+        return torch.ones_like(t) if self.path == "linear" else 0.5 * math.pi * torch.sin(0.5 * math.pi * (1.0 - t))
 
     def gamma(self, t):
         t = as_tensor(t, "t")

@@ -1,10 +1,16 @@
 """The probability-flow ODE integrated by torchdiffeq (Song et al. 2021, score SDE).
 
-    dx/dt = drift(x, t) - 1/2 diffusion(t)^2 * score(x, t)
+    dx/dt = drift(x, t) - 1/2 d/dx diffusion(x, t)^2 - 1/2 diffusion(x, t)^2 * score(x, t)
 
 ``drift`` and ``diffusion`` come from the process's own ``sde(x, t, **cond)``, so the
 sampler works for any diffusion whose model gives a score (for a mean-reverting
-process the drift carries the pull towards ``y``). The ODE is integrated from
+process the drift carries the pull towards ``y``; for GBM's state-dependent noise
+``g = s x`` the ``d/dx g^2`` term is what keeps the flow's marginals right). A linear
+process without offset uses the same velocity written as ``alpha' x0_hat + sigma' eps_hat``
+(:func:`~stochgen.samplers.kernel.flow_velocity`), which stays finite at an interpolant's
+prior end alpha = 0. The solver only ever sees times inside the integration interval
+(torchdiffeq's initial-step probe may ask for one far outside where the velocity is ~0,
+as at IR-SDE's t = 1 with its cosine theta). The ODE is integrated from
 ``times[0]`` to ``times[-2]`` (the grid's ``t_min``) by ``torchdiffeq.odeint`` and then the
 last interval to the data end is an explicit denoising step (Tweedie:
 ``x = alpha x0_hat + offset + sigma eps_hat`` at ``times[-1]``, i.e. ``x0_hat`` where sigma = 0).
@@ -23,11 +29,8 @@ from __future__ import annotations
 
 import torch
 
-from .ode import check_times
+from .kernel import ADAPTIVE, RK_ADAPTIVE, check_times, diffusion_depends_on_state, flow_velocity
 from .registry import register
-
-ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "scipy_solver")
-_RK_ADAPTIVE = ADAPTIVE[:-1]  # torchdiffeq's own adaptive Runge-Kutta solvers (accept ``step_t``)
 
 
 def _is_linear(process) -> bool:
@@ -42,19 +45,20 @@ def probability_flow_ode(process, pred, x, times, *, generator=None, callback=No
         raise TypeError(f"sampler 'ode' got unknown option(s): {', '.join(sorted(options))}")
     from torchdiffeq import odeint
 
-    times = check_times(times, x)
+    times = check_times(times, x, coef=True, pred=pred, process=process)
     cond = pred.cond
     linear = _is_linear(process)
     ode_times = times[:-1] if linear else times
     t_grid = ode_times.to(x.dtype)
+    state_dependent = diffusion_depends_on_state(process, x, times[0], cond)
+    t_lo, t_hi = t_grid.min(), t_grid.max()
 
     def rhs(t, y):
-        drift, diffusion = process.sde(y, t, **cond)
-        return drift - 0.5 * diffusion**2 * pred.score(y, t)
+        return flow_velocity(process, pred, y, torch.clamp(t, t_lo, t_hi), state_dependent)
 
     if len(t_grid) >= 2:
         opts = dict(odeint_options or {})
-        if method in _RK_ADAPTIVE and "step_t" not in opts:
+        if method in RK_ADAPTIVE and "step_t" not in opts:
             # step onto the end point instead of stepping past it and interpolating back: a
             # step past t_min would evaluate the model outside the process's time range
             opts["step_t"] = t_grid[-1:]

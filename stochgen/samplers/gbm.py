@@ -36,7 +36,8 @@ import math
 import torch
 
 from .registry import register
-from .sde import _at_data_end, check_cond, _check_times, _randn_like, _scalar_t
+from .kernel import check_cond, check_times, randn_like as _randn_like, scalar_t as _scalar_t
+from .sde import _at_data_end
 
 __all__ = ["gbm_euler"]
 
@@ -67,7 +68,7 @@ def gbm_euler(process, pred, x, times, *, generator=None, callback=None, stochas
             f"process, which {type(process).__name__} does not have"
         )
     check_cond(process, pred, "gbm-euler")
-    times = _check_times(times)
+    times = check_times(times)
     if not bool((x > 0).all()):
         raise ValueError(f"gbm-euler needs a strictly positive start state; {int((x <= 0).sum())} value(s) are <= 0")
     cond = pred.cond

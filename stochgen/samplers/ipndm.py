@@ -59,7 +59,7 @@ def ipndm(process, pred, x, times, *, generator=None, callback=None, order: int 
     _reject_unknown("ipndm", options)
     if isinstance(order, bool) or not isinstance(order, int) or order not in AB_WEIGHTS:
         raise ValueError(f"ipndm order must be 1, 2, 3 or 4, got {order!r}")
-    times = check_times(times, x)
+    times = check_times(times, x, coef=True, process=process, pred=pred)
     sch = _Schedule(process, pred, x, times)
     hist: list[torch.Tensor] = []  # d = eps_hat at the previous grid times, newest first
     for i in range(len(times) - 1):

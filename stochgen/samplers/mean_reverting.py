@@ -40,7 +40,8 @@ import math
 import torch
 
 from .registry import register
-from .sde import _at_data_end, check_cond, _check_times, _offset, _randn_like, pc
+from .kernel import check_cond, check_times, coefficients, randn_like as _randn_like
+from .sde import _at_data_end, _offset, pc
 
 __all__ = ["mr_pc", "mr_exact"]
 
@@ -81,7 +82,7 @@ def mr_exact(process, pred, x, times, *, generator=None, callback=None, order: i
     check_cond(process, pred, "mr-exact")
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
-    times = _check_times(times)
+    times = check_times(times, process=process, pred=pred)  # eps / score at alpha = 0: start just inside
     cond = pred.cond
     n = times.numel() - 1
     prev = None  # (x0 prediction, lambda) of the previous step

@@ -85,6 +85,7 @@ import torch
 
 from .._validate import batch_time
 from ..parameterization import KINDS, Prediction
+from .kernel import check_times
 from .registry import register
 
 SQRT2_M1 = math.sqrt(2.0) - 1.0
@@ -96,21 +97,6 @@ SQRT2_M1 = math.sqrt(2.0) - 1.0
 def _coef_dtype(x: torch.Tensor) -> torch.dtype:
     """Schedule coefficients are computed in float64 unless the device cannot (MPS)."""
     return torch.float32 if x.device.type == "mps" else torch.float64
-
-
-def check_times(times, x: torch.Tensor) -> torch.Tensor:
-    """``times`` as a 1-D decreasing float tensor on ``x``'s device (clear error otherwise)."""
-    times = torch.as_tensor(times)
-    if not times.is_floating_point():
-        times = times.to(torch.float64)
-    times = times.to(device=x.device, dtype=_coef_dtype(x))
-    if times.dim() != 1 or times.numel() < 2:
-        raise ValueError(f"times must be a 1-D tensor with at least 2 entries, got shape {tuple(times.shape)}")
-    if bool((times[1:] >= times[:-1]).any()):
-        raise ValueError("times must be strictly decreasing (from the prior end to the data end)")
-    if x.dim() < 1:
-        raise ValueError("x must have a leading batch dimension")
-    return times
 
 
 class _At:
@@ -400,7 +386,7 @@ def _euler_general(pred, x, cur: _At, nxt: _At):
 def euler(process, pred, x, times, *, generator=None, callback=None, **options):
     """Euler on the probability-flow ODE in the VE-equivalent form dx~/ds~ = (x~ - x0_hat)/s~ (k-diffusion's euler)."""
     _reject_unknown("euler", options)
-    times = check_times(times, x)
+    times = check_times(times, x, coef=True, process=process, pred=pred)
     sch = _Schedule(process, pred, x, times)
     cur = sch[0]
     for i in range(len(times) - 1):
@@ -448,7 +434,7 @@ def heun(process, pred, x, times, *, generator=None, callback=None, S_churn: flo
     _reject_unknown("heun", options)
     if S_churn < 0 or S_noise < 0:
         raise ValueError(f"S_churn and S_noise must be >= 0, got {S_churn}, {S_noise}")
-    times = check_times(times, x)
+    times = check_times(times, x, coef=True, process=process, pred=pred)
     n_steps = len(times) - 1
     gamma_max = min(S_churn / n_steps, SQRT2_M1) if S_churn > 0 else 0.0
     s_cap = math.inf
@@ -519,7 +505,7 @@ def ddim(process, pred, x, times, *, generator=None, callback=None, eta: float =
     _reject_unknown("ddim", options)
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1], got {eta}")
-    times = check_times(times, x)
+    times = check_times(times, x, coef=True, process=process, pred=pred)
     cond = pred.cond
     shift = _TimeShift(process, times, time_shift, cond, **ts_kw)
     sch = _Schedule(process, pred, x, times)
@@ -658,7 +644,7 @@ def _dpmpp_multistep(name, order, process, pred, x, times, generator, callback, 
                      options):
     ts_kw = _split_ts_options(options)
     _reject_unknown(name, options)
-    times = check_times(times, x)
+    times = check_times(times, x, coef=True, process=process, pred=pred)
     cond = pred.cond
     shift = _TimeShift(process, times, time_shift, cond, **ts_kw)
     sch = _Schedule(process, pred, x, times)
@@ -762,7 +748,7 @@ def dpmpp_2m_sde(process, pred, x, times, *, generator=None, callback=None, eta:
         raise ValueError(f"unknown solver_type {solver_type!r}; choose 'midpoint' or 'heun'")
     if eta < 0 or s_noise < 0:
         raise ValueError(f"eta and s_noise must be >= 0, got {eta}, {s_noise}")
-    times = check_times(times, x)
+    times = check_times(times, x, coef=True, process=process, pred=pred)
     cond = pred.cond
     shift = _TimeShift(process, times, time_shift, cond, **ts_kw)
     sch = _Schedule(process, pred, x, times)

@@ -44,21 +44,15 @@ import math
 import torch
 
 from ..processes.simulate import brownian_entropy
+from .kernel import (check_cond, check_times, coefficients, diffusion_depends_on_state, randn_like as _randn_like,
+                     scalar_t as _scalar_t, sde_coefficients as _sde_coeffs)
 from .registry import register
 
 __all__ = ["langevin_correct", "euler_maruyama", "reverse_diffusion", "pc", "sde_solve",
            "reverse_diffusion_step", "euler_maruyama_step"]
 
 
-# --- helpers shared by the SDE samplers (also imported by mean_reverting.py) ----------------
-
-def _check_times(times) -> torch.Tensor:
-    if not torch.is_tensor(times) or times.dim() != 1 or times.numel() < 2:
-        raise ValueError("times must be a decreasing 1-D tensor with at least 2 entries")
-    if bool((times[1:] >= times[:-1]).any()):
-        raise ValueError("times must be strictly decreasing (from the prior end to the data end)")
-    return times
-
+# --- helpers shared by the SDE samplers (the common ones live in kernel.py) ----------------
 
 def _at_data_end(process, t) -> bool:
     """True when ``t`` is the data end ``t_lo`` of the process (the grid's appended last point)."""
@@ -71,13 +65,8 @@ def _is_linear(process) -> bool:
     return callable(getattr(process, "alpha", None)) and callable(getattr(process, "sigma", None))
 
 
-def _f64(t) -> torch.Tensor:
-    return torch.as_tensor(t, dtype=torch.float64).detach().cpu()
-
-
 def _alpha_sigma(process, t) -> tuple[float, float]:
-    tt = _f64(t)
-    return float(process.alpha(tt)), float(process.sigma(tt))
+    return coefficients(process, t)[:2]
 
 
 def _offset(process, t, x, cond):
@@ -87,56 +76,6 @@ def _offset(process, t, x, cond):
         return 0.0
     off = fn(torch.as_tensor(t, dtype=x.dtype, device=x.device), **cond)
     return off.to(x.dtype) if torch.is_tensor(off) else off
-
-
-def _randn_like(x, generator):
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-
-
-def _scalar_t(t, x):
-    return torch.as_tensor(t, dtype=x.dtype, device=x.device)
-
-
-def check_cond(process, pred, sampler: str):
-    missing = [k for k in getattr(process, "cond_keys", ()) if pred.cond.get(k) is None]
-    if missing:
-        raise ValueError(
-            f"sampler {sampler!r}: {type(process).__name__} needs the conditioning signal(s) {missing}; "
-            f"pass them as cond={{{missing[0]!r}: tensor}} to stochgen.sample"
-        )
-
-
-def _diffusion_depends_on_state(process, x, t, cond, sampler: str | None = None) -> bool:
-    """Probe once whether ``process.sde``'s diffusion depends on x (then the reverse SDE needs d/dx g^2).
-
-    With ``sampler`` given, also refuse SDE coefficients that are not finite at the start time
-    (e.g. an interpolant's drift at alpha(t) = 0) with a clear error instead of NaN samples.
-    """
-    with torch.enable_grad():
-        xr = x.detach().clone().requires_grad_(True)
-        drift, diff = process.sde(xr, _scalar_t(t, x), **cond)
-        dep = bool(torch.is_tensor(diff) and diff.requires_grad)
-    if sampler is not None and not (bool(torch.isfinite(drift).all()) and bool(torch.isfinite(diff).all())):
-        raise ValueError(
-            f"sampler {sampler!r}: the SDE of {type(process).__name__} is singular at t={float(t):g} (non-finite "
-            f"drift or diffusion); start the grid below it (grids.make_grid(..., t_start=...)) or use "
-            f"'reverse-diffusion' or an ODE sampler"
-        )
-    return dep
-
-
-def _sde_coeffs(process, x, t, cond, state_dependent: bool):
-    """(drift, diffusion, d/dx diffusion^2 or None) of the forward SDE at (x, t)."""
-    tt = _scalar_t(t, x)
-    if not state_dependent:
-        drift, diff = process.sde(x, tt, **cond)
-        return drift, diff, None
-    with torch.enable_grad():
-        xr = x.detach().clone().requires_grad_(True)
-        drift, diff = process.sde(xr, tt, **cond)
-        (div,) = torch.autograd.grad((diff**2).sum(), xr, allow_unused=True)
-    div = torch.zeros_like(x) if div is None else div.detach()
-    return drift.detach(), diff.detach(), div
 
 
 def _reverse_drift(process, pred, x, t, cond, state_dependent: bool):
@@ -162,7 +101,7 @@ def euler_maruyama_step(process, pred, x, t, s, *, generator=None, noise: bool =
     """One Euler–Maruyama step of the reverse SDE from time ``t`` down to ``s < t``."""
     cond = pred.cond
     if state_dependent is None:
-        state_dependent = _diffusion_depends_on_state(process, x, t, cond)
+        state_dependent = diffusion_depends_on_state(process, x, t, cond)
     h = float(t) - float(s)
     rdrift, diff = _reverse_drift(process, pred, x, t, cond, state_dependent)
     x_mean = x - h * rdrift
@@ -192,7 +131,7 @@ def reverse_diffusion_step(process, pred, x, t, s, *, generator=None, noise: boo
     """score SDE's reverse-diffusion predictor from ``t`` down to ``s``: x - f_i + G_i^2 score + G_i z."""
     cond = pred.cond
     if state_dependent is None:
-        state_dependent = (not _is_linear(process)) and _diffusion_depends_on_state(process, x, t, cond)
+        state_dependent = (not _is_linear(process)) and diffusion_depends_on_state(process, x, t, cond)
     f, G, extra = _forward_discretization(process, x, t, s, cond, state_dependent)
     score = pred.score(x, t)
     x_mean = x - f + G**2 * score
@@ -256,11 +195,36 @@ def langevin_correct(process, pred, x, t, *, snr: float = 0.16, n_steps: int = 1
 
 # --- registered samplers ------------------------------------------------------------------
 
-def _loop(process, pred, x, times, step_fn, *, generator, callback, corrector=None, name=None):
-    times = _check_times(times)
+def _at_prior_end(process, t) -> bool:
+    """alpha(t) = 0: an interpolant's prior end, where the SDE's drift alpha'/alpha is infinite."""
+    return _is_linear(process) and float(process.alpha(torch.as_tensor(t, dtype=torch.float64))) == 0.0
+
+
+def ancestral_step(process, pred, x, t, s, *, generator=None):
+    """The exact reverse transition given x0_hat (DDPM's posterior; DDIM with eta = 1) from ``t`` to ``s``.
+
+    ``x_s = alpha_s x0 + offset_s + sqrt(sigma_s^2 - c^2) eps + c z``, ``c^2 = sigma_s^2 (1 - e^{-2h})``,
+    ``h = lambda_s - lambda_t``. From alpha_t = 0 (h = inf) it is ``alpha_s x0 + offset_s + sigma_s z``:
+    the Euler-Maruyama samplers take the first interval from an interpolant's prior end this way.
+    """
     cond = pred.cond
-    check = name if step_fn is euler_maruyama_step else None  # reverse-diffusion copes with alpha(t) = 0
-    state_dependent = _diffusion_depends_on_state(process, x, times[0], cond, check)
+    x0, eps = pred.both(x, t)
+    _, _, lam_t, _ = coefficients(process, t, like=x, cond=cond)
+    a_s, s_s, lam_s, off_s = coefficients(process, s, like=x, cond=cond)
+    c2 = s_s**2 * (-torch.expm1(-2.0 * (lam_s - lam_t)))
+    keep = torch.sqrt(torch.clamp(s_s**2 - c2, min=0.0))
+    out = a_s.to(x.dtype) * x0 + (off_s.to(x.dtype) if torch.is_tensor(off_s) else off_s) + torch.sqrt(c2).to(x.dtype) * _randn_like(x, generator)
+    return out if bool((keep == 0).all()) else out + keep.to(x.dtype) * eps
+
+
+def _loop(process, pred, x, times, step_fn, *, generator, callback, corrector=None, name=None):
+    times0 = check_times(times)
+    times = check_times(times0, process=process, pred=pred)  # eps / score at alpha = 0: start just inside
+    cond = pred.cond
+    em = step_fn is euler_maruyama_step  # reverse-diffusion copes with alpha(t) = 0
+    first_ancestral = em and _at_prior_end(process, times0[0]) and times.numel() > 2
+    state_dependent = diffusion_depends_on_state(process, x, times[1 if first_ancestral else 0], cond,
+                                                 name if em else None)
     n = times.numel() - 1
     for i in range(n):
         t, s = times[i], times[i + 1]
@@ -268,6 +232,8 @@ def _loop(process, pred, x, times, step_fn, *, generator, callback, corrector=No
             x = corrector(x, t, s)
         if i == n - 1 and _at_data_end(process, s):
             x = _denoise_or_mean_step(process, pred, x, t, s, cond, state_dependent)
+        elif i == 0 and first_ancestral:
+            x = ancestral_step(process, pred, x, t, s, generator=generator)
         else:
             x = step_fn(process, pred, x, t, s, generator=generator, state_dependent=state_dependent)
         if callback is not None:
@@ -299,6 +265,11 @@ def pc(process, pred, x, times, *, generator=None, callback=None, predictor: str
         raise ValueError(f"unknown predictor {predictor!r}; choose one of {', '.join(_PREDICTORS)}")
     # validate the corrector options once, before any model call
     langevin_correct(process, pred, x, times[0], snr=snr, n_steps=0, rule=corrector, norm=norm)
+    if diffusion_depends_on_state(process, x, times[0], pred.cond):
+        raise ValueError(f"sampler 'pc': its Langevin corrector takes additive steps, which need a diffusion that "
+                         f"does not depend on the state; {type(process).__name__}'s noise does (multiplicative; "
+                         f"its additive steps leave the state space) -- use 'gbm-euler', which steps in log space, "
+                         f"or 'euler-maruyama' / 'ode'")
     linear = _is_linear(process)
 
     def correct(x, t, s):
@@ -363,10 +334,18 @@ def sde_solve(process, pred, x, times, *, generator=None, callback=None, method:
     import torchsde
 
     check_cond(process, pred, "sde")
-    times = _check_times(times)
+    times0 = check_times(times)
+    times = check_times(times0, process=process, pred=pred)  # eps / score at alpha = 0: start just inside
+    if _at_prior_end(process, times0[0]) and times.numel() > 2:  # the SDE is singular there
+        x = ancestral_step(process, pred, x, times[0], times[1], generator=generator)
+        if callback is not None:
+            callback(0, times[1], x)
+        cb = None if callback is None else (lambda i, t, y: callback(i + 1, t, y))
+        return sde_solve(process, pred, x, times[1:], generator=generator, callback=cb, method=method,
+                         adaptive=adaptive, rtol=rtol, atol=atol, dt=dt, dt_min=dt_min)
     method = method or ("milstein" if adaptive else "euler")
     cond = pred.cond
-    state_dependent = _diffusion_depends_on_state(process, x, times[0], cond, "sde")
+    state_dependent = diffusion_depends_on_state(process, x, times[0], cond, "sde")
     n = times.numel() - 1
     denoise_last = _at_data_end(process, times[-1])
     t_end_idx = n - 1 if denoise_last else n  # integrate times[0] -> times[t_end_idx] with torchsde

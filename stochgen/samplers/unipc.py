@@ -166,7 +166,7 @@ def unipc(process, pred, x, times, *, generator=None, callback=None, order: int 
     if variant not in VARIANTS:
         raise ValueError(f"unknown UniPC variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     no_corr = {int(i) for i in disable_corrector}
-    times = check_times(times, x)
+    times = check_times(times, x, coef=True, process=process, pred=pred)
     cond = pred.cond
     n_steps = len(times) - 1
     A, S, L = _schedule(process, times, x)
