@@ -1,4 +1,5 @@
-"""A small transformer over integer tokens for jump processes (discrete diffusion).
+"""Networks over integer tokens for jump processes (discrete diffusion): a small transformer
+(:class:`TokenTransformer`) and a one-hot MLP for short sequences (:class:`TokenMLP`).
 
 ``TokenTransformer(num_tokens, num_outputs, length)(x, t, **cond)`` takes integer states ``x`` of
 shape ``(B, *event_shape)`` (``prod(event_shape) == length``; every position is one token of
@@ -25,6 +26,7 @@ from torch.nn import functional as F
 
 from . import register
 from .embedding import EMBEDDINGS, LabelEmbedding, ScoreNet, TimeEmbedding
+from .mlp import MLP
 
 __all__ = ["TokenTransformer", "TokenMLP"]
 
@@ -148,17 +150,9 @@ class TokenTransformer(ScoreNet):
         e = self.time_emb(self._batch_time(t, x))
         if self.label_emb is not None:
             e = e + self.label_emb(cond.get("label"), x.shape[0]).to(e.dtype)
-        for k, size in self.cond_inputs.items():
-            c = cond.get(k)
-            if c is None:
-                raise ValueError(f"this TokenTransformer reads the condition {k!r}; pass {k}=tensor of shape "
-                                 f"(B, ...) with {size} entries per sample")
-            c = torch.as_tensor(c, device=x.device)
-            if c.dim() == 0 or c.shape[0] not in (1, x.shape[0]) or c[0].numel() != size:
-                raise ValueError(f"condition {k!r} must have shape (B={x.shape[0]}, ...) with {size} entries per "
-                                 f"sample, got {tuple(c.shape)}")
-            c = c.reshape(c.shape[0], -1).to(e.dtype).expand(x.shape[0], -1)
-            e = e + self.cond_proj[k](c)
+        # named conditions, checked and flattened as the MLP does (one home for that check)
+        for (k, proj), c in zip(self.cond_proj.items(), MLP._named_inputs(self, x, cond, e.dtype)):
+            e = e + proj(c)
         return e
 
     def forward(self, x, t, **cond) -> torch.Tensor:
@@ -191,8 +185,6 @@ class TokenMLP(ScoreNet):
                  embedding: str = "sinusoidal", emb_scale: float | None = None, dropout: float = 0.0,
                  output: str = "logits", zero_init: bool = True):
         super().__init__()
-        from .mlp import MLP
-
         for name, v in (("num_tokens", num_tokens), ("num_outputs", num_outputs), ("length", length)):
             if isinstance(v, bool) or int(v) != v or int(v) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")

@@ -37,9 +37,9 @@ Losses (per sample: a sum over positions divided by their number, i.e. nats per 
   exact for any CTMC; for the absorbing chain it equals the MDLM loss above term by term.
 
 ``default_network`` (reading the labels and the floating conditions), chosen by the domain
-setting ``token_network``: ``"transformer"`` -- a :class:`stochgen.nets.TokenTransformer`
+setting ``token_network``: ``"transformer"`` -- a :class:`stochgen.nets.tokens.TokenTransformer`
 (width 64, 2 blocks, MLP ratio 2 unless the settings give ``hidden`` / ``depth`` / ``mlp_ratio``);
-``"mlp"`` -- a :class:`stochgen.nets.TokenMLP` over the one-hot sequence (hidden 128, 2 blocks);
+``"mlp"`` -- a :class:`stochgen.nets.tokens.TokenMLP` over the one-hot sequence (hidden 128, 2 blocks);
 ``"auto"`` (default) -- the MLP while ``length * num_categories <= 1024`` (short sequences of few
 values, where it learns several times faster per CPU second), else the transformer.
 """
