@@ -334,8 +334,11 @@ def test_generic_euler_maruyama_on_gbm_uses_divergence_term():
 
 def test_gbm_rejects_non_score_predictions():
     proc, score, x_T = _gbm_setup(n=4)
-    with pytest.raises(ValueError, match="data-space score"):
-        sample(proc, score, x_T=x_T, sampler="gbm-euler", steps=3, prediction="eps")
+    # eps (the log-space noise) converts through the log-space family's converter (objectives/log_space.py)
+    x = sample(proc, lambda x, t: -proc.log_std(t)[:, None] * (x * score(x, t) + 1.0), x_T=x_T,
+               sampler="gbm-euler", steps=3, prediction="eps", generator=_gen(0))
+    y = sample(proc, score, x_T=x_T, sampler="gbm-euler", steps=3, prediction="score", generator=_gen(0))
+    assert torch.allclose(x, y)
     for kind in ("x0", "v"):
         with pytest.raises(ValueError, match=f"prediction '{kind}' does not apply: GBM is a log-space"):
             sample(proc, score, x_T=x_T, sampler="gbm-euler", steps=3, prediction=kind)

@@ -21,13 +21,12 @@ probability-flow ODE of Y instead, ``dY/dt = b - (d/dy(c^2) + c^2 score_Y) / 2``
 same step without noise; for GBM (constant b, c) it is exactly log-space Tweedie,
 E[log X_0 | X_t] = log x - b t + c^2 t score_Y, so no stray noise is left.
 
-Prediction kinds: the conversion module (score / eps / x0 / v) needs the
-linear-Gaussian alpha(t), sigma(t), which GBM does not have in data space, and
-a data-space x0 = E[X_0 | X_t] does not determine the score. So this sampler
-takes the model's output as the data-space score grad_x log p_t(x)
-(``prediction="score"``) and refuses every other kind with a clear error. (A
-model trained on log data with a linear process in log coordinates can use the
-ordinary samplers there instead.)
+Prediction kinds: the model's output is read as the data-space score
+grad_x log p_t(x) through ``pred.score`` -- a ``"score"`` prediction as it is, an ``"eps"``
+one (the log-space noise) by the log-space family's conversion
+(:mod:`stochgen.objectives.log_space`). A data-space x0 = E[X_0 | X_t] does not determine the
+score, so the family has no x0 / v kinds. (A model trained on log data with a linear process
+in log coordinates can use the ordinary samplers there instead.)
 """
 from __future__ import annotations
 
@@ -61,12 +60,6 @@ def _log_coeffs(process, x, t, cond):
 @register("gbm-euler", kind="sde", default_grid="uniform", requires="log-space")
 def gbm_euler(process, pred, x, times, *, generator=None, callback=None, stochastic: bool = True):
     """Log-space Euler–Maruyama (or probability-flow Euler) for GBM: multiplicative steps, positive states."""
-    if pred.kind != "score":
-        raise ValueError(
-            f"gbm-euler needs the model to predict the data-space score (prediction='score'), got "
-            f"prediction={pred.kind!r}: the eps/x0/v conversions need alpha(t), sigma(t) of a linear-Gaussian "
-            f"process, which {type(process).__name__} does not have"
-        )
     check_cond(process, pred, "gbm-euler")
     times = check_times(times)
     if not bool((x > 0).all()):
