@@ -24,6 +24,7 @@ algebra; they never call the model twice.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -42,10 +43,25 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def _coeffs(process, x, t, cond):
-    tb = batch_time(torch.as_tensor(t, dtype=x.dtype, device=x.device), x)
-    a, s = process.alpha(tb), process.sigma(tb)
-    return a, s, process.offset(tb, **cond)
+def coefficients(process, t, like: torch.Tensor | None = None, cond: dict | None = None, lam: bool = True):
+    """(alpha, sigma, lambda, offset) of a linear process at time ``t``: the one getter of the schedule.
+
+    Without ``like``: Python floats at one scalar time, computed in float64 (lambda = -inf where
+    alpha = 0, +inf where sigma = 0; the offset is not computed, None). With ``like`` (a state):
+    tensors at one time or one time per sample (``t`` in ``like``'s device, its dtype unless ``t``
+    is a tensor already), shaped to broadcast with it, and the offset ``process.offset(t, **cond)``
+    (a tensor, or the plain number 0 of processes without one); ``lam=False`` skips lambda (None).
+    """
+    if like is None:
+        tt = torch.as_tensor(t, dtype=torch.float64).detach().cpu()
+        a, s = float(process.alpha(tt)), float(process.sigma(tt))
+        if s <= 0:
+            return a, s, math.inf, None
+        return a, s, (math.log(a) if a > 0 else -math.inf) - math.log(s), None
+    t = t.to(like.device) if torch.is_tensor(t) else torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    tb = batch_time(t, like)
+    return (process.alpha(tb), process.sigma(tb), process.lambda_(tb) if lam else None,
+            process.offset(tb, **(cond or {})))
 
 
 def _rates(process, x, t):
@@ -58,6 +74,29 @@ def _no_offset(process, off, kind):
     if not (isinstance(off, (int, float)) and off == 0):
         raise ValueError(f"a {kind!r} prediction is defined for processes without an offset; "
                          f"{type(process).__name__} drifts toward a conditioning signal (use x0, eps, score or v)")
+
+
+def x0_from(kind: str, out, xc, a, s):
+    """x0 from a prediction ``out`` of kind x0 / eps / score / v at the centred state ``xc = alpha x0 + sigma eps``.
+
+    The one home of these formulas: :func:`convert` calls it with tensor coefficients, the samplers'
+    fast path (:mod:`stochgen.samplers.schedule`) with Python floats ``a``, ``s``, for which each
+    kind is one or two fused full-size ops.
+    """
+    if kind == "x0":
+        return out
+    if isinstance(a, float) and isinstance(s, float):
+        if kind == "eps":  # x0 = (x - s eps) / a
+            return torch.add(xc, out, alpha=-s).div_(a)
+        if kind == "score":  # eps = -s score
+            return torch.add(xc, out, alpha=s * s).div_(a)
+        n2 = a * a + s * s  # v = a eps - s x0
+        return torch.add(xc * (a / n2), out, alpha=-s / n2)
+    if kind == "eps":
+        return (xc - s * out) / a
+    if kind == "score":
+        return (xc + s * s * out) / a
+    return (a * xc - s * out) / (a**2 + s**2)
 
 
 def convert(out, kind: str, to: str, process, x: torch.Tensor, t, **cond):
@@ -74,7 +113,8 @@ def convert(out, kind: str, to: str, process, x: torch.Tensor, t, **cond):
         return conv(out, kind, to, process, x, t, cond)
     if kind not in _LINEAR_CONVERTIBLE or to not in _LINEAR_CONVERTIBLE or fam is None or not fam.has("linear"):
         raise ValueError(f"a {kind!r} prediction cannot be converted to {to!r} for {type(process).__name__}")
-    a, s, off = _coeffs(process, x, t, cond)
+    a, s, _, off = coefficients(process, torch.as_tensor(t, dtype=x.dtype, device=x.device), like=x, cond=cond,
+                                lam=False)
     xc = x - off  # centred state: alpha x0 + sigma eps
     # first to (x0, eps)
     if kind == "velocity" or to == "velocity":
@@ -84,19 +124,16 @@ def convert(out, kind: str, to: str, process, x: torch.Tensor, t, **cond):
         det = a * ds - s * da
         x0 = (ds * xc - s * out) / det
         eps = (a * out - da * xc) / det
-    elif kind == "x0":
-        x0 = out
-        eps = (xc - a * x0) / s
-    elif kind == "eps":
-        eps = out
-        x0 = (xc - s * eps) / a
-    elif kind == "score":
-        eps = -s * out
-        x0 = (xc - s * eps) / a
-    else:  # v
-        n2 = a**2 + s**2
-        x0 = (a * xc - s * out) / n2
-        eps = (s * xc + a * out) / n2
+    else:
+        x0 = x0_from(kind, out, xc, a, s)
+        if kind == "x0":
+            eps = (xc - a * x0) / s
+        elif kind == "eps":
+            eps = out
+        elif kind == "score":
+            eps = -s * out
+        else:  # v
+            eps = (s * xc + a * out) / (a**2 + s**2)
     if to == "x0":
         return x0
     if to == "eps":
@@ -136,7 +173,8 @@ def check_output(out, kind: str, process, x) -> None:
         ev = len(getattr(process.space, "event_shape", None) or ())
         want = tuple(x.shape[: x.dim() - ev]) + (process.space.dim,)
         if tuple(out.shape) != want:
-            raise ValueError(f"the model returned shape {tuple(out.shape)}; a tangent {kind} for states of shape "
+            raise ValueError(f"the model returned shape {tuple(out.shape)}; a tangent {kind.replace('tangent_', '')} for "
+                             f"states of shape "
                              f"{tuple(x.shape)} must have shape {want}")
     elif out.shape != x.shape:
         raise ValueError(f"the model returned shape {tuple(out.shape)} for a state of shape {tuple(x.shape)}")

@@ -265,7 +265,7 @@ def test_nfe_callback_times_and_no_mask_left(sampler, opts):
     steps = 7
     times = grids.make_grid(proc, steps, "uniform")
     x0 = proc.prior_sample((64, L))
-    pred = Prediction(model, "x0", proc)
+    pred = Prediction(model, "probs", proc)
     out = samplers.get(sampler).fn(proc, pred, x0, times, generator=torch.Generator().manual_seed(1),
                                    callback=lambda i, t, x: seen_cb.append((i, float(t), bool((x == S).any()))), **opts)
     assert pred.nfe == steps == len(seen_t)

@@ -35,14 +35,13 @@ Common behaviour
 * ``pred`` wraps the model: ``model(x_t, t, **cond)`` returns the denoising
   probabilities ``p(x0 | x_t)`` of shape ``x_t.shape + (K,)`` with
   ``K = process.num_categories`` (for an absorbing chain also
-  ``x_t.shape + (num_states,)``, the mask being no data value). The output
+  ``x_t.shape + (num_states,)``, the mask being no data value); a ``"logits"``
+  model is turned into probabilities by the conversion module. The output
   is validated: wrong shape, non-finite or negative entries, or rows that do
   not sum to 1 (within ``1e-3``; ``2e-2`` for half precision) raise
   ``ValueError`` -- apply softmax to logits. Mass on the mask state is
   dropped and the rest renormalised. ``t`` is passed as a tensor of shape
-  ``(batch,)`` in the default floating dtype. The prediction kind declared
-  to :func:`stochgen.sample` is ignored (a jump model always returns
-  probabilities). One model call per step, so ``NFE == len(times) - 1``.
+  ``(batch,)`` in the default floating dtype. One model call per step, so ``NFE == len(times) - 1``.
 * ``times`` is a decreasing 1-D grid. Every interval costs one model call at
   its start. When the grid ends at the data end ``process.t_lo`` (= 0, what
   :mod:`~stochgen.samplers.grids` produce), the last interval is a
@@ -68,6 +67,8 @@ from __future__ import annotations
 import torch
 
 from .._validate import check_finite
+from ..parameterization import Prediction
+from .kernel import check_times
 from .registry import register
 
 _F64 = torch.float64
@@ -101,18 +102,6 @@ def _states(process, x) -> torch.Tensor:
     return process.space.check(x, "x").long()
 
 
-def _grid(times) -> torch.Tensor:
-    times = torch.as_tensor(times)
-    if not times.is_floating_point():
-        times = times.to(_F64)
-    if times.dim() != 1 or times.numel() < 2:
-        raise ValueError(f"times must be a 1-D tensor with at least 2 entries, got shape {tuple(times.shape)}")
-    check_finite(times, "times")
-    if bool((times[1:] >= times[:-1]).any()):
-        raise ValueError("times must be strictly decreasing (the reverse chain runs from the prior end to the data)")
-    return times
-
-
 def _check_final(final: str) -> str:
     if final not in _FINALS:
         raise ValueError(f"final must be one of {', '.join(repr(f) for f in _FINALS)}, got {final!r}")
@@ -125,24 +114,18 @@ def _check_final(final: str) -> str:
 
 
 def _denoise(process, pred, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """One model call: ``p(x0 | x_t)`` over the ``K`` categories, float64, mask column zero, rows summing to 1.
-
-    ``Prediction.__call__`` insists on outputs of the state's shape (and casts
-    ``t`` to the state's integer dtype), so the wrapped model is called here
-    directly and ``pred.nfe`` is counted by hand.
-    """
-    model = getattr(pred, "model", None)
-    if model is None:  # a bare callable
+    """One model call through the :class:`~stochgen.parameterization.Prediction` (it counts the NFE and
+    turns ``"logits"`` into ``"probs"``): ``p(x0 | x_t)`` over the ``K`` categories, float64, mask
+    column zero, rows summing to 1. A bare callable is read as a ``"probs"`` model."""
+    if not isinstance(pred, Prediction):
         if not callable(pred):
             raise ValueError(f"pred must be a Prediction or a callable model, got {type(pred).__name__}")
-        model, cond = pred, {}
-    else:
-        cond = dict(getattr(pred, "cond", None) or {})
-        if hasattr(pred, "nfe"):
-            pred.nfe += 1
-    tt = t.to(dtype=torch.get_default_dtype(), device=x.device).expand(x.shape[0]).clone()
-    out = model(x, tt, **cond)
-    return _check_probs(process, out, x)
+        pred = Prediction(pred, "probs", process)
+    if pred.kind not in ("probs", "logits"):
+        raise ValueError(f"a jump-process sampler needs a model of the denoising 'probs' (or their 'logits'), "
+                         f"got prediction {pred.kind!r}")
+    tt = t.to(dtype=torch.get_default_dtype(), device=x.device).expand(x.shape[0])
+    return _check_probs(process, pred.as_kind("probs", x, tt), x)
 
 
 def _check_probs(process, out, x: torch.Tensor) -> torch.Tensor:
@@ -247,7 +230,7 @@ def _run(process, pred, x, times, generator, callback, final, step):
     _check_process(process)
     final = _check_final(final)
     x = _states(process, x)
-    times = _grid(times).to(device=x.device)
+    times = check_times(times, x)
     t_lo = float(getattr(process, "t_lo", 0.0))
     for i in range(times.numel() - 1):
         t = times[i].to(_F64)

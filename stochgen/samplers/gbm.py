@@ -35,26 +35,19 @@ import math
 import torch
 
 from .registry import register
-from .kernel import check_cond, check_times, randn_like as _randn_like, scalar_t as _scalar_t
+from .kernel import check_cond, check_times, randn_like as _randn_like, sde_coefficients
 from .sde import _at_data_end
 
 __all__ = ["gbm_euler"]
 
 
 def _log_coeffs(process, x, t, cond):
-    """(b, c, d/dy c^2) of log X at (x, t), from the data-space SDE by Ito's formula."""
-    tt = _scalar_t(t, x)
-    with torch.enable_grad():
-        xr = x.detach().clone().requires_grad_(True)
-        f, g = process.sde(xr, tt, **cond)
-        c = g / xr
-        b = f / xr - 0.5 * c**2
-        if c.requires_grad:
-            (dc2_dx,) = torch.autograd.grad((c**2).sum(), xr, allow_unused=True)
-        else:
-            dc2_dx = None
-    dc2_dy = torch.zeros_like(x) if dc2_dx is None else x * dc2_dx.detach()  # d/dy = x d/dx
-    return b.detach(), c.detach(), dc2_dy
+    """(b, c, d/dy c^2) of log X at (x, t), from the data-space SDE by Ito's formula: with f, g and
+    d/dx g^2 from :func:`~stochgen.samplers.kernel.sde_coefficients`, c = g/x, b = f/x - c^2/2 and
+    d/dy c^2 = x d/dx (g^2/x^2) = d/dx(g^2)/x - 2 c^2 (0 for GBM's g = s x)."""
+    f, g, dg2 = sde_coefficients(process, x, t, cond, state_dependent=True)
+    c = g / x
+    return f / x - 0.5 * c**2, c, dg2 / x - 2.0 * c**2
 
 
 @register("gbm-euler", kind="sde", default_grid="uniform", requires="log-space")

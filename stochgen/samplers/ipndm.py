@@ -34,7 +34,8 @@ import math
 
 import torch
 
-from .ode import _At, _cast, _reject_unknown, _Schedule, check_times
+from .kernel import check_times
+from .schedule import _At, _cast, _reject_unknown, _Schedule
 from .registry import register
 
 # Adams-Bashforth weights for equal steps, newest derivative first

@@ -2,7 +2,8 @@
 
 * :func:`check_times` -- the time-grid check (a decreasing 1-D float tensor, finite, on the state's
   device), and the start rule at an interpolant's prior end (:func:`start_inside`);
-* :func:`coefficients` -- alpha, sigma, lambda (and the offset) of a linear process at one time;
+* :func:`coefficients` -- alpha, sigma, lambda (and the offset) of a linear process at one time
+  (defined in :mod:`stochgen.parameterization`, whose conversions use it too);
 * :func:`diffusion_depends_on_state` -- the probe whether ``process.sde``'s diffusion depends on
   the state, :func:`sde_coefficients` -- drift, diffusion and ``d/dx g^2`` at a state;
 * :func:`flow_velocity` -- the probability-flow velocity (``ode`` sampler and
@@ -12,11 +13,11 @@
 """
 from __future__ import annotations
 
-import math
 
 import torch
 
 from .._validate import batch_time, check_finite
+from ..parameterization import coefficients  # noqa: F401  (its home: the conversion module)
 
 __all__ = ["ADAPTIVE", "RK_ADAPTIVE", "check_times", "start_inside", "coef_dtype", "coefficients",
            "diffusion_depends_on_state", "sde_coefficients", "flow_velocity", "check_cond", "scalar_t",
@@ -95,24 +96,6 @@ def start_inside(process, times: torch.Tensor, kind: str, needs_sde: bool = Fals
     out = times.clone()
     out[0] = times[0] - INSIDE * (times[0] - times[1])
     return out
-
-
-def coefficients(process, t, like: torch.Tensor | None = None, cond: dict | None = None):
-    """(alpha, sigma, lambda, offset) of a linear process at time ``t``.
-
-    Without ``like``: Python floats at one scalar time (lambda = -inf where alpha = 0; the offset
-    is not computed, None). With ``like`` (a state): tensors shaped to broadcast with it, at one
-    time or one time per sample, and the offset ``process.offset(t, **cond)`` (a tensor, or the
-    plain number 0 of processes without one).
-    """
-    if like is None:
-        tt = torch.as_tensor(t, dtype=torch.float64).detach().cpu()
-        a, s = float(process.alpha(tt)), float(process.sigma(tt))
-        if s <= 0:
-            return a, s, math.inf, None
-        return a, s, (math.log(a) if a > 0 else -math.inf) - math.log(s), None
-    tb = batch_time(torch.as_tensor(t, device=like.device), like)
-    return process.alpha(tb), process.sigma(tb), process.lambda_(tb), process.offset(tb, **(cond or {}))
 
 
 def check_cond(process, pred, sampler: str) -> None:

@@ -37,11 +37,10 @@ from __future__ import annotations
 
 import math
 
-import torch
 
 from .registry import register
 from .kernel import check_cond, check_times, coefficients, randn_like as _randn_like
-from .sde import _at_data_end, _offset, pc
+from .sde import _at_data_end, _offset, predictor_corrector
 
 __all__ = ["mr_pc", "mr_exact"]
 
@@ -60,19 +59,18 @@ def mr_pc(process, pred, x, times, *, generator=None, callback=None, snr: float 
           corrector: str = "ald", predictor: str = "reverse-diffusion", norm: str = "batch"):
     """SGMSE+-style PC for mean-reverting processes: reverse-diffusion predictor + annealed Langevin corrector."""
     _require(process, ("sde", "alpha", "sigma", "offset"), "mr-pc")
-    check_cond(process, pred, "mr-pc")
-    return pc(process, pred, x, times, generator=generator, callback=callback, predictor=predictor,
-              corrector=corrector, snr=snr, n_corrector=n_corrector, norm=norm)
+    return predictor_corrector(process, pred, x, times, generator=generator, callback=callback,
+                               predictor=predictor, corrector=corrector, snr=snr, n_corrector=n_corrector,
+                               norm=norm, name="mr-pc")  # checks the conditioning once, naming mr-pc
 
 
 def _lam_as(process, t):
     """alpha, sigma and lambda = log(alpha/sigma) at t (lambda = -inf where alpha = 0, e.g. an interpolant's t = 1)."""
-    tt = torch.as_tensor(t, dtype=torch.float64).detach().cpu()
-    a, s = float(process.alpha(tt)), float(process.sigma(tt))
+    a, s, lam, _ = coefficients(process, t)
     if not (a >= 0 and s > 0):
         raise ValueError(f"mr-exact needs alpha(t) >= 0 and sigma(t) > 0 on the grid; got alpha={a:g}, sigma={s:g} "
                          f"at t={float(t):g}")
-    return a, s, (math.log(a) if a > 0 else -math.inf) - math.log(s)
+    return a, s, lam
 
 
 @register("mr-exact", kind="sde", default_grid="log_snr", requires="linear")
@@ -89,7 +87,7 @@ def mr_exact(process, pred, x, times, *, generator=None, callback=None, order: i
     for i in range(n):
         t, s = times[i], times[i + 1]
         if i == n - 1 and _at_data_end(process, s):
-            a_lo = float(process.alpha(torch.as_tensor(s, dtype=torch.float64).cpu()))
+            a_lo = coefficients(process, s)[0]
             x = a_lo * pred.x0(x, t) + _offset(process, s, x, cond)
         else:
             a_t, s_t, lam_t = _lam_as(process, t)

@@ -260,13 +260,20 @@ def reverse_diffusion(process, pred, x, times, *, generator=None, callback=None)
 def pc(process, pred, x, times, *, generator=None, callback=None, predictor: str = "reverse-diffusion",
        corrector: str = "langevin", snr: float = 0.16, n_corrector: int = 1, norm: str = "batch"):
     """Predictor–corrector (score SDE): Langevin corrector then a reverse-diffusion / Euler–Maruyama predictor."""
-    check_cond(process, pred, "pc")
+    return predictor_corrector(process, pred, x, times, generator=generator, callback=callback, predictor=predictor,
+                               corrector=corrector, snr=snr, n_corrector=n_corrector, norm=norm, name="pc")
+
+
+def predictor_corrector(process, pred, x, times, *, generator=None, callback=None, predictor="reverse-diffusion",
+                        corrector="langevin", snr=0.16, n_corrector=1, norm="batch", name="pc"):
+    """``pc`` and ``mr-pc``: the conditioning checked once, errors naming the sampler ``name``."""
+    check_cond(process, pred, name)
     if predictor not in _PREDICTORS:
         raise ValueError(f"unknown predictor {predictor!r}; choose one of {', '.join(_PREDICTORS)}")
     # validate the corrector options once, before any model call
     langevin_correct(process, pred, x, times[0], snr=snr, n_steps=0, rule=corrector, norm=norm)
     if diffusion_depends_on_state(process, x, times[0], pred.cond):
-        raise ValueError(f"sampler 'pc': its Langevin corrector takes additive steps, which need a diffusion that "
+        raise ValueError(f"sampler {name!r}: its Langevin corrector takes additive steps, which need a diffusion that "
                          f"does not depend on the state; {type(process).__name__}'s noise does (multiplicative; "
                          f"its additive steps leave the state space) -- use 'gbm-euler', which steps in log space, "
                          f"or 'euler-maruyama' / 'ode'")
@@ -280,7 +287,7 @@ def pc(process, pred, x, times, *, generator=None, callback=None, predictor: str
                                 alpha=a, generator=generator)
 
     return _loop(process, pred, x, times, _PREDICTORS[predictor], generator=generator, callback=callback,
-                 corrector=correct, name="pc")
+                 corrector=correct, name=name)
 
 
 class _ReverseSDE(torch.nn.Module):

@@ -37,7 +37,7 @@ Requirements on the process: ``sde(x, t, **cond)`` with a diffusion that does no
 depend on the state (checked once; a state-dependent one would need a
 divergence correction on the manifold), a ``space`` with ``exp``, ``dim`` and a
 fixed ``event_shape``. The prediction must be the tangent score: ``stochgen.sample(...,
-prediction="score")``.
+prediction="tangent_score")`` (the family's default).
 
 Registered: ``"se3-euler"`` (options ``stochastic=True``, ``noise_scale=1.0``).
 """
@@ -47,22 +47,17 @@ import math
 
 import torch
 
+from .kernel import check_times, diffusion_depends_on_state
 from .registry import register
 
 __all__ = ["se3_euler", "geodesic_step"]
 
-_SCORE_KINDS = ("score", "tangent_score")
+_SCORE_KINDS = ("tangent_score",)
 
 
 def _check_times(process, times) -> torch.Tensor:
-    if not torch.is_tensor(times) or times.dim() != 1 or times.numel() < 2:
-        raise ValueError("times must be a decreasing 1-D tensor with at least 2 entries")
-    if not times.is_floating_point():
-        raise ValueError(f"times must be a floating-point tensor, got dtype {times.dtype}")
-    if bool((times[1:] >= times[:-1]).any()):
-        raise ValueError("times must be strictly decreasing (from the prior end to the data end)")
-    process.check_t(times)
-    return times
+    """The grid check (:func:`stochgen.samplers.kernel.check_times`) with the times in the process's range."""
+    return check_times(times, process=process)
 
 
 def _shapes(process, x, name: str = "x") -> tuple[tuple, tuple]:
@@ -91,32 +86,13 @@ def _check_pred(pred):
     kind = getattr(pred, "kind", "score")
     if kind not in _SCORE_KINDS:
         raise ValueError(f"sampler 'se3-euler' needs a model that predicts the tangent-space score "
-                         f"(shape (*batch, space.dim)); got prediction={kind!r}; pass prediction='score'")
+                         f"(shape (*batch, space.dim)); got prediction={kind!r}; pass prediction='tangent_score'")
 
 
 def _tangent_score(pred, x, t, tangent_shape) -> torch.Tensor:
-    """One model call ``model(x, t, **cond)`` returning the score ``(*batch, dim)``; counts the NFE.
-
-    Calls ``pred.model`` directly: ``Prediction.__call__`` insists on ``out.shape == x.shape``,
-    which a tangent score (6-vector per 4x4 pose) never satisfies.
-    """
-    tt = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    if tt.dim() == 0:
-        tt = tt.expand(x.shape[0])
-    pred.nfe = getattr(pred, "nfe", 0) + 1
-    out = pred.model(x, tt, **getattr(pred, "cond", {}))
-    if not torch.is_tensor(out) or tuple(out.shape) != tuple(tangent_shape):
-        got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-        raise ValueError(f"the model returned {got} for states of shape {tuple(x.shape)}; the tangent score must "
-                         f"have shape {tuple(tangent_shape)} (batch shape + (space.dim,))")
-    return out.to(x.dtype)
-
-
-def _diffusion_is_state_dependent(process, x, t, cond) -> bool:
-    with torch.enable_grad():
-        xr = x.detach().clone().requires_grad_(True)
-        _, diff = process.sde(xr, torch.as_tensor(t, dtype=x.dtype, device=x.device), **cond)
-    return bool(torch.is_tensor(diff) and diff.requires_grad)
+    """One model call through the :class:`~stochgen.parameterization.Prediction` (it counts the NFE and checks
+    the shape ``(*batch, space.dim)`` of a tangent score, ``tangent_shape``)."""
+    return pred(x, torch.as_tensor(t, dtype=x.dtype, device=x.device)).to(x.dtype)
 
 
 def geodesic_step(process, pred, x, t, s, *, tangent_shape=None, stochastic: bool = True, noise: bool = True,
@@ -164,7 +140,7 @@ def se3_euler(process, pred, x, times, *, generator=None, callback=None, stochas
     _, tangent_shape = _shapes(process, x)
     times = _check_times(process, times)
     cond = getattr(pred, "cond", {})
-    if _diffusion_is_state_dependent(process, x, times[0], cond):
+    if diffusion_depends_on_state(process, x, times[0], cond):
         raise ValueError(f"sampler 'se3-euler' supports only diffusions that do not depend on the state; "
                          f"{type(process).__name__}.sde returns a state-dependent one")
     lo = float(process.t_lo)

@@ -63,7 +63,8 @@ import math
 import torch
 
 from .._validate import batch_time
-from .ode import _reject_unknown, check_times, final_order_cap
+from .kernel import check_times
+from .schedule import _reject_unknown, final_order_cap
 from .registry import register
 
 __all__ = ["unipc", "unipc_weights"]
