@@ -183,18 +183,13 @@ def cmd_sample(args) -> int:
         raise CLIError("--guidance needs --label (or --cond for a model trained with condition dropout)")
     x = model.sample(args.n, sampler=args.sampler, steps=args.steps, cond=cond, generator=g,
                      guidance_scale=args.guidance)
-    clip = getattr(model.domain, "clip_states", None)
-    if clip is not None:
-        x = clip(x)
+    x = model.domain.clip_states(x)
     out = args.out
     folder = os.path.dirname(out)
     if folder:
         os.makedirs(folder, exist_ok=True)
     if out.lower().endswith(".png"):
-        save_grid = getattr(model.domain, "save_grid", None)
-        if save_grid is None:
-            raise CLIError(f"the {model.domain.name} domain cannot draw a PNG; use an output ending in .pt")
-        save_grid(x, out)
+        model.domain.save_grid(x, out)
     elif out.lower().endswith(".npy"):
         import numpy as np
 
@@ -223,7 +218,7 @@ def cmd_likelihood(args) -> int:
     conds = {k: v[: args.n].to(model.device) for k, v in data.cond.items()}
     g = torch.Generator().manual_seed(args.seed)
     kw = dict(divergence="exact" if args.exact else "hutchinson", rtol=args.rtol, atol=args.atol, generator=g)
-    levels = getattr(model.domain, "levels", None)
+    levels = model.domain.levels
     if levels is not None:
         bpd = torch.cat([stochgen.bits_per_dim(model.process, model.denoise, x[i:i + args.batch_size],
                                                prediction=model.prediction, num_bins=int(levels), **kw)

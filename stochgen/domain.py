@@ -326,7 +326,21 @@ class Domain:
         return x, ({} if labels is None else {"label": labels})
 
     def metrics(self, model, data: DomainData) -> dict[str, float]:
+        """The domain's own quality figures of ``model`` on ``data`` (called by ``fit(metrics_every=)``,
+        ``stochgen train --val-split`` and ``stochgen metrics``). Base: none."""
         return {}
+
+    # --- hooks of the command line ------------------------------------------------------------
+    #: quantisation levels of the data (bits/dim in ``stochgen likelihood``); None: continuous data
+    levels: int | None = None
+
+    def clip_states(self, x):
+        """Samples put back into the data's range before they are written (``stochgen sample``). Base: as is."""
+        return x
+
+    def save_grid(self, x, path, nrow: int | None = None) -> str:
+        """Draw samples into a PNG (``stochgen sample -o out.png``). Base: not an image domain."""
+        raise ValueError(f"the {self.name} domain cannot draw a PNG; write the samples to a .pt or .npy file")
 
 
 # --- helpers ----------------------------------------------------------------------------------

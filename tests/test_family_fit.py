@@ -46,6 +46,10 @@ def _tokens(n=64, K=4):
     return {"x": torch.randint(0, K, (n, 6), generator=_g())}
 
 
+def _parts(n=64):
+    return {"x": {"c": torch.randint(0, 3, (n, 1), generator=_g()), "v": torch.randn(n, 2, generator=_g(1))}}
+
+
 CASES = {
     "edm": (lambda: P.EDM(), _floats),
     "vp": (lambda: P.VP(), _floats),
@@ -57,13 +61,20 @@ CASES = {
     "se3-interp": (lambda: P.SE3Interpolation(), _poses),
     "absorbing": (lambda: P.AbsorbingCTMC(num_states=4), _tokens),
     "uniform": (lambda: P.UniformCTMC(num_states=4), _tokens),
+    "composite": (lambda: P.Composite({"c": P.AbsorbingCTMC(num_states=3), "v": P.VP()}), _parts),
 }
 FIT = dict(batch_size=16, lr=1e-3, warmup=2, ema=0.9, progress=False, log_every=1)
 
 
 def _check_form(s, data_x, proc):
     """Samples in the form of the data: shape, dtype, and the space's constraints."""
-    assert s.shape[1:] == data_x.shape[1:] and s.dtype == (torch.long if not data_x.is_floating_point() else s.dtype)
+    if isinstance(data_x, dict):  # composite: every part in the form of its data
+        assert isinstance(s, dict) and set(s) == set(data_x)
+        for k in s:
+            _check_form(s[k], data_x[k], proc.parts[k])
+        return
+    assert s.shape[1:] == data_x.shape[1:]
+    assert (s.dtype == torch.long) == (not data_x.is_floating_point())
     proc.space.check(s, "samples")  # tokens in range (no mask), positive floats, proper poses
 
 
@@ -84,7 +95,10 @@ def test_fit_resume_save_load_and_sample_every_family(name, tmp_path):
     m2 = stochgen.load(tmp_path / "m.ckpt")
     assert type(m2.process) is type(proc) and m2.prediction == ref.prediction
     b = m2.sample(8, steps=4, cond=cond, generator=_g(3))
-    assert torch.equal(a, b), name
+    if isinstance(a, dict):
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    else:
+        assert torch.equal(a, b), name
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -101,7 +115,7 @@ def test_cli_info_sample_and_likelihood_every_family(name, tmp_path, capsys):
         args += ["--cond", f"y={tmp_path / 'y.pt'}"]
     assert cli.main(args) == 0, capsys.readouterr().err
     _check_form(torch.load(tmp_path / "s.pt"), data["x"], proc)
-    x = data["x"][:4]
+    x = {k: v[:4] for k, v in data["x"].items()} if isinstance(data["x"], dict) else data["x"][:4]
     cond = {"y": data["y"][:4]} if "y" in data else None
     if family_of(proc).likelihood:
         ll = m.log_likelihood(x.double() if x.is_floating_point() else x, cond=cond, rtol=1e-3, atol=1e-3)
