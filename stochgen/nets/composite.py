@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from . import register
 from .embedding import LabelEmbedding, ScoreNet, TimeEmbedding
-from .mlp import _ResBlock
+from .mlp import MLP, _ResBlock
 
 __all__ = ["CompositeNet"]
 
@@ -116,20 +116,6 @@ class CompositeNet(ScoreNet):
             raise ValueError(f"CompositeNet: part {k!r} holds floats, got dtype {x.dtype}")
         return x.reshape(b, -1).to(dtype)
 
-    def _conds(self, b: int, cond: dict, dtype, device) -> list:
-        out = []
-        for k, size in self.cond_inputs.items():
-            c = cond.get(k)
-            if c is None:
-                raise ValueError(f"this CompositeNet reads the condition {k!r}; pass {k}=tensor of shape (B, ...) "
-                                 f"with {size} entries per sample")
-            c = torch.as_tensor(c, device=device)
-            if c.dim() == 0 or c.shape[0] not in (1, b) or c[0].numel() != size:
-                raise ValueError(f"condition {k!r} must have shape (B={b}, ...) with {size} entries per sample, "
-                                 f"got {tuple(c.shape)}")
-            out.append(c.reshape(c.shape[0], -1).to(dtype).expand(b, -1))
-        return out
-
     def forward(self, x: dict, t, **cond) -> dict:
         if not isinstance(x, dict) or set(x) != set(self.parts):
             got = sorted(x) if isinstance(x, dict) else type(x).__name__
@@ -138,7 +124,9 @@ class CompositeNet(ScoreNet):
         first = x[next(iter(self.parts))]
         b = first.shape[0]
         hs = [self.embed[k](self._part_input(k, x[k], dtype)) for k in self.parts]
-        h = torch.cat(hs + self._conds(b, cond, dtype, first.device), dim=1)
+        # named conditions as the MLP reads them (one helper; it uses only cond_inputs and the batch size)
+        named = MLP._named_inputs(self, first, cond, dtype) if self.cond_inputs else []
+        h = torch.cat(hs + named, dim=1)
         h = self.mix(h)
         e = self._embed(first, t, cond)
         for blk in self.blocks:
