@@ -230,7 +230,7 @@ def _run(process, pred, x, times, generator, callback, final, step):
     _check_process(process)
     final = _check_final(final)
     x = _states(process, x)
-    times = check_times(times, x)
+    times = check_times(times, x, finite=True)
     t_lo = float(getattr(process, "t_lo", 0.0))
     for i in range(times.numel() - 1):
         t = times[i].to(_F64)

@@ -48,12 +48,14 @@ def randn_like(x: torch.Tensor, generator) -> torch.Tensor:
 
 
 def check_times(times, x: torch.Tensor | None = None, *, coef: bool = False, process=None, pred=None,
-                needs_sde: bool = False) -> torch.Tensor:
-    """``times`` as a strictly decreasing, finite 1-D float tensor (a clear ``ValueError`` otherwise).
+                needs_sde: bool = False, in_range: bool = False, finite: bool = False) -> torch.Tensor:
+    """``times`` as a strictly decreasing 1-D float tensor (a clear ``ValueError`` otherwise; NaN fails the order).
 
     With ``x`` it is moved to ``x``'s device (and with ``coef=True`` to the coefficient dtype,
-    :func:`coef_dtype`); with ``process`` the times must lie in its time range; with ``pred`` (and
-    ``needs_sde``) the prior-end rule :func:`start_inside` applies.
+    :func:`coef_dtype`); ``finite`` refuses infinite times too, ``in_range`` times outside the
+    process's time range (``stochgen.sample`` checks that once for every sampler); with ``process``
+    and ``pred`` (and ``needs_sde``) the prior-end rule :func:`start_inside` applies. The checks
+    cost a few small tensor ops per call, none per step.
     """
     times = torch.as_tensor(times)
     if not times.is_floating_point():
@@ -62,14 +64,17 @@ def check_times(times, x: torch.Tensor | None = None, *, coef: bool = False, pro
         times = times.to(torch.float64)
     if times.dim() != 1 or times.numel() < 2:
         raise ValueError(f"times must be a 1-D tensor with at least 2 entries, got shape {tuple(times.shape)}")
-    check_finite(times, "times")
-    if bool((times[1:] >= times[:-1]).any()):
+    if not bool((times[1:] < times[:-1]).all()):
+        if bool(torch.isnan(times).any()):
+            check_finite(times, "times")
         raise ValueError("times must be strictly decreasing (from the prior end to the data end)")
+    if finite:
+        check_finite(times, "times")
     if x is not None:
         if x.dim() < 1:
             raise ValueError("x must have a leading batch dimension")
         times = times.to(device=x.device, dtype=coef_dtype(x) if coef else times.dtype)
-    if process is not None:
+    if in_range:
         process.check_t(times)
     if pred is not None:
         times = start_inside(process, times, pred.kind, needs_sde)

@@ -57,7 +57,7 @@ _SCORE_KINDS = ("tangent_score",)
 
 def _check_times(process, times) -> torch.Tensor:
     """The grid check (:func:`stochgen.samplers.kernel.check_times`) with the times in the process's range."""
-    return check_times(times, process=process)
+    return check_times(times, process=process, in_range=True)
 
 
 def _shapes(process, x, name: str = "x") -> tuple[tuple, tuple]:
