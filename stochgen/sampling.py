@@ -9,6 +9,7 @@ from ._validate import as_tensor, check_finite
 from .families import check_prediction, check_sampler, family_of
 from .parameterization import Prediction, check_kind
 from .samplers import grids, registry
+from .samplers.kernel import check_times
 
 
 def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", steps: int = 20,
@@ -64,9 +65,7 @@ def sample(process, model, shape=None, *, x_T=None, sampler: str = "dpm++2m", st
     else:
         if grid_options:
             raise ValueError("grid_options apply to a generated grid; they cannot be combined with times=")
-        times = as_tensor(times, "times").to(device=dev)
-        if times.dim() != 1 or times.numel() < 2 or bool((times[1:] >= times[:-1]).any()):
-            raise ValueError("times must be a decreasing 1-D tensor with at least 2 entries")
+        times = check_times(as_tensor(times, "times").to(device=dev))
     process.check_t(times)  # a t_end / t_start outside the process's time range is named here
     pred = Prediction(model, prediction, process, cond)
     cb = callback
