@@ -179,12 +179,14 @@ def _state_shape(x):
     return tuple(x.shape[1:])
 
 
-def _build_model(domain, data: DomainData, process, network, prediction, ema, seed, cond_drop) -> Model:
+def _build_model(domain, data: DomainData, process, network, prediction, ema, seed, cond_drop,
+                 objective_options=None) -> Model:
     from . import nets
 
     prediction = check_kind(prediction or domain.default_prediction_for(process))
     precondition = "edm" if supports_preconditioning(process) and prediction == "x0" else None
-    _objectives.build(process, prediction, precondition)  # a clear error for a prediction it cannot train
+    # a clear error for a prediction (or an option) the family's objective cannot train
+    _objectives.build(process, prediction, precondition, **(objective_options or {}))
     num_classes = data.num_classes
     torch.manual_seed(int(seed))  # network initialisation: identical on every rank
     if network is None:
@@ -203,6 +205,8 @@ def _build_model(domain, data: DomainData, process, network, prediction, ema, se
         ema_net.requires_grad_(False)
     sampler, steps = domain.default_sampler_for(process)
     extra = {}
+    if objective_options:
+        extra["objective_options"] = dict(objective_options)
     if data.cond:
         extra["conditions"] = _cond_spec(data)
     drops = {k: p for k, p in cond_drop.items() if p > 0 and k != "label"}
@@ -245,7 +249,7 @@ def _drop_conds(cond: dict, drops: dict, g: torch.Generator) -> dict:
 def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmup=100, weight_decay=0.0, clip=1.0,
         ema=0.999, seed=0, val_split=0.0, val_every=None, ckpt_every=None, ckpt_path=None, resume=None,
         device="cpu", precision="float32", log=None, progress=True, process=None, network=None, prediction=None,
-        cond_drop=0.1, log_every=10, metrics_every=None) -> Model:
+        cond_drop=0.1, log_every=10, metrics_every=None, objective_options=None) -> Model:
     """Train a model on ``data`` of ``domain`` and return a :class:`stochgen.Model`.
 
     * ``domain``: a :class:`stochgen.Domain` or a registered name; ``data``: anything
@@ -271,6 +275,9 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmu
     * ``precision="bfloat16"`` runs the network under autocast; ``log``: metrics file (``.jsonl``
       or ``.csv``; default ``<ckpt_path stem>.metrics.jsonl`` when ``ckpt_path`` is set; one line
       every ``log_every`` steps and one per validation); ``progress``: a tqdm bar.
+    * ``objective_options``: options of the family's objective (:mod:`stochgen.objectives`), e.g.
+      ``{"loss": "score_entropy"}`` for a uniform jump process; stored in the model's spec, so a
+      resumed run trains the same objective.
     * ``metrics_every``: every so many steps (and at the end) the domain's own ``metrics(model, val)``
       on the validation split are computed and logged (needs ``val_split``; they can be slow).
     """
@@ -294,14 +301,15 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmu
                         val_split=float(val_split), val_every=val_every, ckpt_every=ckpt_every, ckpt_path=ckpt_path,
                         resume=resume, device=torch.device(device), precision=precision, log=log,
                         progress=progress, process=process, network=network, prediction=prediction,
-                        cond_drop=cond_drop, log_every=max(1, int(log_every)), metrics_every=metrics_every)
+                        cond_drop=cond_drop, log_every=max(1, int(log_every)), metrics_every=metrics_every,
+                        objective_options=objective_options)
     finally:
         _dist.teardown(ctx)
 
 
 def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_decay, clip, ema, seed, val_split,
          val_every, ckpt_every, ckpt_path, resume, device, precision, log, progress, process, network, prediction,
-         cond_drop, log_every, metrics_every=None) -> Model:
+         cond_drop, log_every, metrics_every=None, objective_options=None) -> Model:
     data = data if isinstance(data, DomainData) else domain.load(data)
     states = spec = None
     if resume is not None:
@@ -342,7 +350,9 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
         if start > steps:
             raise ValueError(f"the checkpoint is at step {start}, beyond steps={steps}")
     else:
-        model = _build_model(domain, train, process, network, prediction, ema, seed, cond_drop)
+        if objective_options is not None and not isinstance(objective_options, dict):
+            raise TypeError(f"objective_options must be a dict, got {type(objective_options).__name__}")
+        model = _build_model(domain, train, process, network, prediction, ema, seed, cond_drop, objective_options)
     model.to(device)
     net, process = model.net, model.process
     _dist.broadcast_module(net, ctx)
@@ -359,7 +369,12 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
         torch.manual_seed(seed + ctx.rank)
     model.history = history
     train_den = Denoiser(net, process, model.prediction, model.precondition)
-    objective = _objectives.build(process, model.prediction, model.precondition)
+    if resume is not None and objective_options is not None and \
+            dict(objective_options) != dict(model.extra_spec.get("objective_options") or {}):
+        raise ValueError(f"objective_options={objective_options} differ from the checkpoint's "
+                         f"{model.extra_spec.get('objective_options') or {}}; a resumed run keeps its objective")
+    objective = _objectives.build(process, model.prediction, model.precondition,
+                                  **(model.extra_spec.get("objective_options") or {}))
     autocast = _PRECISIONS[precision]
     use_labels = model.num_classes is not None and train.labels is not None
 

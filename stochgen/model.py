@@ -258,7 +258,6 @@ def _rebuild_domain(d: dict):
 def model_from_spec(spec: dict, domain=None) -> Model:
     """Rebuild a :class:`Model` (fresh weights) from a checkpoint spec."""
     from . import nets, processes
-    from .domain import domain as _domain
 
     if not isinstance(spec, dict) or spec.get("kind") != SPEC_KIND:
         raise ValueError("the checkpoint is not a stochgen model (its spec has no kind "

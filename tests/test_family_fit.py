@@ -8,7 +8,6 @@ tested against known laws in tests/test_fit_*.py; this file checks the plumbing,
 """
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -123,3 +122,18 @@ def test_cli_info_sample_and_likelihood_every_family(name, tmp_path, capsys):
     else:
         with pytest.raises(ValueError, match="likelihood is not defined"):
             m.log_likelihood(x, cond=cond)
+
+
+def test_objective_options_reach_the_objective_and_the_spec(tmp_path):
+    data = _tokens()
+    kw = dict(process=P.UniformCTMC(num_states=4), steps=3, **FIT)
+    ce = stochgen.fit("base", data, **kw)
+    se = stochgen.fit("base", data, objective_options={"loss": "score_entropy"}, ckpt_path=tmp_path / "se.ckpt", **kw)
+    assert se.extra_spec["objective_options"] == {"loss": "score_entropy"}
+    assert se.history["loss"] != ce.history["loss"]  # another loss on the same draws
+    assert stochgen.load(tmp_path / "se.ckpt").extra_spec["objective_options"] == {"loss": "score_entropy"}
+    with pytest.raises(ValueError, match="a resumed run keeps its objective"):
+        stochgen.fit("base", data, resume=tmp_path / "se.ckpt", objective_options={"loss": "cross_entropy"},
+                     **dict(kw, steps=4))
+    with pytest.raises((ValueError, TypeError), match="nope"):
+        stochgen.fit("base", data, objective_options={"nope": 1}, **kw)

@@ -18,8 +18,9 @@ from .embedding import (FourierEmbedding, LabelEmbedding, ScoreNet, SinusoidalEm
 from .mlp import MLP
 from .unet import UNet, UNet1d
 
-__all__ = ["ScoreNet", "MLP", "UNet", "UNet1d", "SinusoidalEmbedding", "FourierEmbedding", "TimeEmbedding",
-           "LabelEmbedding", "drop_labels", "build", "names", "register"]
+__all__ = ["ScoreNet", "MLP", "UNet", "UNet1d", "PoseMLP", "TokenTransformer", "TokenMLP", "CompositeNet",
+           "SinusoidalEmbedding", "FourierEmbedding", "TimeEmbedding", "LabelEmbedding", "drop_labels", "build",
+           "names", "register"]
 
 _REGISTRY: dict[str, type] = {"MLP": MLP, "UNet": UNet, "UNet1d": UNet1d}
 
@@ -47,3 +48,9 @@ def register(cls: type) -> type:
 def build(spec: dict) -> ScoreNet:
     """Build a network from ``{"type": name, "config": {...}}`` (what ``net.spec()`` returns)."""
     return build_from_spec(spec, _REGISTRY, "network", names(), base=ScoreNet)
+
+
+# the family networks register themselves with the decorator above
+from .pose import PoseMLP  # noqa: E402
+from .tokens import TokenMLP, TokenTransformer  # noqa: E402
+from .composite import CompositeNet  # noqa: E402

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from . import register
 from .embedding import LabelEmbedding, ScoreNet, TimeEmbedding
-from .mlp import MLP, _ResBlock
+from .mlp import _ResBlock
 
 __all__ = ["CompositeNet"]
 
@@ -124,8 +124,8 @@ class CompositeNet(ScoreNet):
         first = x[next(iter(self.parts))]
         b = first.shape[0]
         hs = [self.embed[k](self._part_input(k, x[k], dtype)) for k in self.parts]
-        # named conditions as the MLP reads them (one helper; it uses only cond_inputs and the batch size)
-        named = MLP._named_inputs(self, first, cond, dtype) if self.cond_inputs else []
+        # named conditions through the one ScoreNet helper (cond_inputs)
+        named = self._named_inputs(first, cond, dtype) if self.cond_inputs else []
         h = torch.cat(hs + named, dim=1)
         h = self.mix(h)
         e = self._embed(first, t, cond)

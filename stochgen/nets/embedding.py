@@ -195,7 +195,25 @@ class ScoreNet(nn.Module):
             keys.append("label")
         if getattr(self, "_cond_size", 0):
             keys.append("y")
+        keys.extend(k for k in (getattr(self, "cond_inputs", None) or {}) if k not in keys)
         return tuple(keys)
+
+    def _named_inputs(self, x: torch.Tensor, cond: dict, dtype) -> list:
+        """The named conditions of ``self.cond_inputs`` (``{name: entries per sample}``), each flattened to
+        ``(B, size)`` in ``dtype`` (one row is broadcast to the batch); a clear error when one is missing
+        or has the wrong size."""
+        out = []
+        for k, size in (getattr(self, "cond_inputs", None) or {}).items():
+            c = cond.get(k)
+            if c is None:
+                raise ValueError(f"{type(self).__name__} reads the condition {k!r}; pass {k}=tensor of shape "
+                                 f"(B, ...) with {size} entries per sample")
+            c = torch.as_tensor(c, device=x.device)
+            if c.dim() == 0 or c.shape[0] not in (1, x.shape[0]) or c[0].numel() != size:
+                raise ValueError(f"condition {k!r} must have shape (B={x.shape[0]}, ...) with {size} entries per "
+                                 f"sample, got {tuple(c.shape)}")
+            out.append(c.reshape(c.shape[0], -1).to(dtype).expand(x.shape[0], -1))
+        return out
 
     def _param_dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype

@@ -77,24 +77,6 @@ class MLP(ScoreNet):
                 "emb_scale": self.emb_scale, "dropout": self.dropout, "zero_init": self.zero_init,
                 "cond_inputs": dict(self.cond_inputs) or None}
 
-    @property
-    def cond_keys(self) -> tuple[str, ...]:
-        return tuple(super().cond_keys) + tuple(k for k in self.cond_inputs if k not in super().cond_keys)
-
-    def _named_inputs(self, x: torch.Tensor, cond: dict, dtype) -> list:
-        out = []
-        for k, size in self.cond_inputs.items():
-            c = cond.get(k)
-            if c is None:
-                raise ValueError(f"this MLP reads the condition {k!r}; pass {k}=tensor of shape (B, ...) "
-                                 f"with {size} entries per sample")
-            c = torch.as_tensor(c, device=x.device)
-            if c.dim() == 0 or c.shape[0] not in (1, x.shape[0]) or c[0].numel() != size:
-                raise ValueError(f"condition {k!r} must have shape (B={x.shape[0]}, ...) with {size} entries per "
-                                 f"sample, got {tuple(c.shape)}")
-            out.append(c.reshape(c.shape[0], -1).to(dtype).expand(x.shape[0], -1))
-        return out
-
     def forward(self, x: torch.Tensor, t, **cond) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"MLP(dim={self.dim}) takes x of shape (B, {self.dim}), got {tuple(x.shape)}")

@@ -150,8 +150,8 @@ class TokenTransformer(ScoreNet):
         e = self.time_emb(self._batch_time(t, x))
         if self.label_emb is not None:
             e = e + self.label_emb(cond.get("label"), x.shape[0]).to(e.dtype)
-        # named conditions, checked and flattened as the MLP does (one home for that check)
-        for (k, proj), c in zip(self.cond_proj.items(), MLP._named_inputs(self, x, cond, e.dtype)):
+        # named conditions, checked and flattened by the one ScoreNet helper
+        for (k, proj), c in zip(self.cond_proj.items(), self._named_inputs(x, cond, e.dtype)):
             e = e + proj(c)
         return e
 
