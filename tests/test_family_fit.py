@@ -137,3 +137,26 @@ def test_objective_options_reach_the_objective_and_the_spec(tmp_path):
                      **dict(kw, steps=4))
     with pytest.raises((ValueError, TypeError), match="nope"):
         stochgen.fit("base", data, objective_options={"nope": 1}, **kw)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_named_conditions_reach_every_family_network(name):
+    make, data_fn = CASES[name]
+    proc, data = make(), data_fn()
+    n = len(data["y"]) if "y" in data else next(iter(data["x"].values())).shape[0] if isinstance(data["x"], dict) \
+        else data["x"].shape[0]
+    data = dict(data, c=torch.randn(n, 3, generator=_g(5)))
+    m = stochgen.fit("base", data, process=proc, steps=4, **dict(FIT, lr=1e-2))
+    assert "c" in m.net.cond_keys and m.conditions["c"]["shape"] == [3]
+    cond = {"y": data["y"][:4]} if "y" in data else {}
+    with pytest.raises(ValueError, match=r"trained with the condition\(s\) \['c'\]"):
+        m.sample(4, steps=2, cond=cond)
+    x = data["x"]
+    x4 = {k: v[:4] for k, v in x.items()} if isinstance(x, dict) else x[:4]
+    marg = proc.marginal(x4, torch.full((4,), 0.5 * (proc.t_min + proc.t_max)), generator=_g(6), **cond)
+    outs = [m.denoise(marg.x_t, torch.full((4,), 0.5 * (proc.t_min + proc.t_max)),
+                      **dict(cond, c=torch.full((4, 3), v))) for v in (-2.0, 2.0)]
+    diff = sum(float((a - b).abs().max()) for a, b in zip(*(o.values() if isinstance(o, dict) else [o] for o in outs)))
+    assert diff > 0, name  # the network reads the condition
+    s = m.sample(4, steps=2, cond=dict(cond, c=torch.zeros(3)))
+    _check_form(s, x, proc)
