@@ -91,7 +91,7 @@ MEAN_REVERTING = _fam("mean-reverting", "a mean-reverting conditional process",
                       ("linear", "sde", "flow", "mean-reverting"), LINEAR_KINDS, "v", "dsm", True)
 INTERPOLANT = _fam("interpolant", "an interpolant (flow matching)", ("linear", "sde", "flow", "interpolant"),
                    ("velocity",) + LINEAR_KINDS, "velocity", "flow-matching", True)
-LOG_SPACE = _fam("log-space", "a log-space multiplicative process", ("log-space", "sde", "flow"), ("score", "eps"),
+LOG_SPACE = _fam("log-space", "a log-space multiplicative process", ("log-space", "flow"), ("score", "eps"),
                  "eps", "log-dsm", True)
 LIE_GROUP = _fam("lie-group", "a Lie-group process", ("lie-sde",), ("tangent_score",), "tangent_score",
                  "lie-dsm", False)
