@@ -181,8 +181,11 @@ def test_trained_model_samples_the_law(trained):
     """n = 3000; bounds 4 SE of sampling and data error plus a training slack (weight 0.03, log-means
     0.06, log-stds 18 %). Measured over seed shifts 0-5 (800 steps): TV <= 0.017, log-means <= 0.022,
     log-stds: the narrow mode (0.3) comes out 7-16 % wide, the other <= 7 %."""
-    x = trained.sample(3000, times=geometric_grid(100, torch.float32), generator=torch.Generator().manual_seed(4),
-                       dtype=torch.float32)
+    # the default grid of gbm-euler (log_snr: equal steps in -log(s sqrt t)) is this geometric grid
+    x, info = trained.sample(3000, steps=100, generator=torch.Generator().manual_seed(4), dtype=torch.float32,
+                             return_info=True)
+    assert torch.allclose(info["times"], geometric_grid(100), rtol=1e-9, atol=0)
+    assert trained.sampler == "gbm-euler"
     assert_log_law(x, n_data=N_DATA, w_slack=0.03, mean_slack=0.06, std_slack=0.18)
 
 

@@ -55,6 +55,15 @@ class GBM(Process):
     def log_std(self, t):
         return self.vol * torch.sqrt(as_tensor(t, "t"))
 
+    # the noise level of log X as a half log-SNR (unit signal in log coordinates), so the time grids
+    # "log_snr" / "karras" apply: equal steps in lambda are geometric in t, dense near the data end
+    def lambda_(self, t):
+        """``-log(s sqrt(t))``: minus the log of the log-coordinate noise level."""
+        return -torch.log(self.log_std(t))
+
+    def t_of_lambda(self, lam):
+        return torch.exp(-2.0 * as_tensor(lam, "lambda")) / self.vol**2
+
     def mean(self, x0, t):
         """E[X_t | x_0] = x_0 e^{mu t}."""
         x0 = as_tensor(x0, "x0")

@@ -50,7 +50,7 @@ def _log_coeffs(process, x, t, cond):
     return f / x - 0.5 * c**2, c, dg2 / x - 2.0 * c**2
 
 
-@register("gbm-euler", kind="sde", default_grid="uniform", requires="log-space")
+@register("gbm-euler", kind="sde", default_grid="log_snr", requires="log-space")
 def gbm_euler(process, pred, x, times, *, generator=None, callback=None, stochastic: bool = True):
     """Log-space Euler–Maruyama (or probability-flow Euler) for GBM: multiplicative steps, positive states."""
     check_cond(process, pred, "gbm-euler")
