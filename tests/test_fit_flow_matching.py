@@ -204,7 +204,9 @@ def test_fit_trains_a_velocity_model(trained):
 
 
 @pytest.mark.parametrize("sampler, opts", [("si-euler", {"steps": 50}),
-                                           ("ode", {"steps": 20, "method": "rk4"})])
+                                           ("ode", {"steps": 20, "method": "rk4"}),
+                                           (None, {}),  # the model's defaults (heun, 18 steps)
+                                           ("dpm++2m", {"steps": 20})])
 def test_trained_model_samples_the_mixture(trained, sampler, opts):
     """n = 2000 samples; bounds 4 SE of sampling and data error plus a training slack (weight 0.03,
     mode means 0.08, stds 12 %, correlation 0.08). Measured errors over seed shifts 0-5 (400
