@@ -305,7 +305,7 @@ class Domain:
         ok = samplers_for(process)
         for trait, name in preferred.items():
             if fam.has(trait) and name in ok:
-                return name, (100 if trait in ("log-space", "lie-sde") else self.default_steps if trait == "linear"
+                return name, (100 if trait in ("log-space", "lie-sde", "composite") else self.default_steps if trait == "linear"
                               else 50)
         if not ok:
             raise ValueError(f"no sampler applies to {type(process).__name__}")

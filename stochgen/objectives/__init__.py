@@ -15,17 +15,6 @@ __all__ = ["Denoiser", "Objective", "build", "check_trainable", "names", "regist
            "P_MEAN", "P_STD"]
 
 
-def _import_family_modules():
-    """Import every family's objective module now, so that what they register (prediction
-    conversions, networks) is there for a loaded model too."""
-    import importlib
-
-    for mod in ("flow_matching", "log_space", "lie_group", "discrete", "composite"):
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:  # a family module not written yet
-            if exc.name != f"{__name__}.{mod}":
-                raise
-
-
-_import_family_modules()
+# every family's objective module, imported now so that what they register (prediction conversions,
+# networks) is there for a loaded model too
+from . import composite, discrete, flow_matching, lie_group, log_space  # noqa: E402,F401

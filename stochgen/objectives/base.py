@@ -105,6 +105,8 @@ class Objective:
 
     name: str = "?"
     predictions: tuple | None = None
+    #: the preconditionings this objective accepts (``None``: the network's output as is; ``"edm"``: EDM's)
+    preconditionings: tuple = (None, "edm")
 
     def __init__(self, process, prediction: str, precondition: str | None = None, **options):
         if options:
@@ -113,6 +115,8 @@ class Objective:
         if self.predictions is not None and prediction not in self.predictions:
             raise ValueError(f"the {self.name!r} objective trains predictions {', '.join(map(repr, self.predictions))}, "
                              f"not {prediction!r} (for {type(process).__name__})")
+        if precondition not in self.preconditionings:
+            raise ValueError(f"the {self.name} objective takes no preconditioning, got {precondition!r}")
         self.process, self.prediction, self.precondition = process, prediction, precondition
 
     def draw(self, x0, generator: torch.Generator | None, **proc_cond) -> dict:  # pragma: no cover - abstract

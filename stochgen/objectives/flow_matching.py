@@ -47,10 +47,7 @@ class FlowMatching(Objective):
 
     predictions = ("velocity", "x0", "eps", "score", "v")
 
-    def __init__(self, process, prediction: str, precondition: str | None = None, **options):
-        super().__init__(process, prediction, precondition, **options)
-        if precondition is not None:
-            raise ValueError(f"the flow-matching objective takes no preconditioning, got {precondition!r}")
+    preconditionings = (None,)
 
     def draw(self, x0, generator, **proc_cond):
         t = sample_time(self.process, x0.shape[0], generator, x0.dtype, x0.device)

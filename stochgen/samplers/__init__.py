@@ -7,18 +7,6 @@ from . import grids
 from .registry import SamplerInfo, get, names, register
 from . import ode, flow_ode, unipc, ipndm, sde, mean_reverting, gbm, ctmc, se3  # noqa: E402,F401  (registration)
 
-
-def _import_family_samplers():
-    import importlib
-
-    for mod in ("se3_flow", "interpolant", "composite"):
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:  # a sampler module not written yet
-            if exc.name != f"{__name__}.{mod}":
-                raise
-
-
-_import_family_samplers()
+from . import se3_flow, interpolant, composite  # noqa: E402,F401  (the family samplers)
 
 __all__ = ["grids", "get", "names", "register", "SamplerInfo"]
