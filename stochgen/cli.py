@@ -81,6 +81,26 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _check_output(path: str, what: str = "output") -> str:
+    """Refuse an output path that cannot be written, before any work starts (no lost runs)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CLIError(f"{what} {path!r} is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    probe = folder
+    while not os.path.exists(probe):  # the first existing parent decides (missing folders are created later)
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write the {what} {path!r}: {probe!r} is not a writable folder")
+    return path
+
+
+def _positive(value, name: str):
+    if value is not None and value < 1:
+        raise CLIError(f"{name} must be >= 1, got {value}")
+    return value
+
+
 def _process_arg(args):
     """``--process`` (a type name or a JSON spec) with ``--process-set`` overrides -> a process, or None."""
     import stochgen
@@ -144,6 +164,10 @@ def _cond_args(items, model) -> dict | None:
 def cmd_train(args) -> int:
     import stochgen
 
+    _check_output(args.out, "checkpoint")
+    _positive(args.steps, "--steps")
+    _positive(args.epochs, "--epochs")
+    _positive(args.batch_size, "--batch-size")
     dom = _resolve_domain(args.domain, **_parse_settings(args.set))
     process, network = _process_arg(args), _network_arg(args)
     data = dom.load(args.data)
@@ -170,6 +194,9 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
     import torch
 
+    _check_output(args.out, "output")
+    _positive(args.n, "-n")
+    _positive(args.steps, "--steps")
     model = _load_model(args.ckpt, args.device)
     g = torch.Generator().manual_seed(args.seed)
     cond = _cond_args(args.cond, model) or None
@@ -210,6 +237,8 @@ def cmd_likelihood(args) -> int:
 
     from stochgen.families import describe, family_of
 
+    _positive(args.n, "-n")
+    _positive(args.batch_size, "--batch-size")
     model = _load_model(args.ckpt, args.device)
     if not family_of(model.process).likelihood:
         raise CLIError(f"the exact likelihood is not defined for this model: {describe(model.process)}")
@@ -284,6 +313,9 @@ def cmd_demo(args) -> int:
 
     import stochgen
 
+    _positive(args.steps, "--steps")
+    _positive(args.batch_size, "--batch-size")
+    _check_output(os.path.join(args.out, "model.ckpt"), "demo output")
     steps = args.steps or (40 if args.quick else 1000)
     batch = args.batch_size or (32 if args.quick else 64)
     os.makedirs(args.out, exist_ok=True)

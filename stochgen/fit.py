@@ -114,6 +114,9 @@ def _check_args(steps, epochs, batch_size, lr, warmup, clip, ema, val_split, val
                 precision, cond_drop, metrics_every=None):
     if steps is None and epochs is None:
         raise ValueError("give steps= or epochs=")
+    for name, v in (("steps", steps), ("batch_size", batch_size)):
+        if v is not None and (isinstance(v, bool) or not float(v).is_integer()):
+            raise ValueError(f"{name} must be a whole number, got {v!r}")
     if steps is not None and int(steps) < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if epochs is not None and not epochs > 0:

@@ -158,9 +158,11 @@ class Model:
                              "network returns (leave it out)")
         if self.state_shape is None and "x_T" not in options:
             raise ValueError("this model does not know its state shape; pass x_T=... to stochgen.sample instead")
+        if isinstance(n, bool) or not float(n).is_integer() or int(n) < 1:
+            raise ValueError(f"n must be a positive whole number of samples, got {n!r}")
         n = int(n)
-        if n < 1:
-            raise ValueError(f"n must be a positive number of samples, got {n}")
+        if steps is not None and (isinstance(steps, bool) or not float(steps).is_integer() or int(steps) < 1):
+            raise ValueError(f"steps must be a positive whole number, got {steps!r}")
         cond = self._cond(n, cond)
         fn = self.denoise
         if guidance_scale is not None:
@@ -175,7 +177,8 @@ class Model:
         if "x_T" not in options:
             shape = ({k: (n,) + tuple(v) for k, v in self.state_shape.items()} if isinstance(self.state_shape, dict)
                      else (n,) + self.state_shape)
-        out = _sample(self.process, fn, shape, sampler=sampler or self.sampler, steps=int(steps or self.steps),
+        steps = int(self.steps if steps is None else steps)
+        out = _sample(self.process, fn, shape, sampler=sampler or self.sampler, steps=steps,
                       prediction=self.prediction, generator=generator, cond=cond, device=self.device,
                       progress=progress, **options)
         if decode:

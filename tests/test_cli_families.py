@@ -198,3 +198,36 @@ def test_processes_register_round_trips_a_subclass():
     MyVP2.__name__ = "MyVP"
     with pytest.raises(ValueError, match="already registered"):
         stochgen.processes.register(MyVP2)
+
+
+def test_bad_outputs_and_counts_are_refused_before_any_work(tmp_path, capsys):
+    """An output that cannot be written is refused before training starts (the run is not lost);
+    counts and steps below 1 are one-line errors, not tracebacks or silent defaults."""
+    torch.save(torch.randn(32, 2), tmp_path / "x.pt")
+    data = str(tmp_path / "x.pt")
+    bad_out = "/nonexistent/dir/x.ckpt" if not os.access("/", os.W_OK) else str(tmp_path / "x.pt" / "m.ckpt")
+    t0 = __import__("time").time()
+    assert main(["train", "base", data, "--steps", "100000", "--out", bad_out, "--no-progress"]) == 2
+    assert "not a writable folder" in capsys.readouterr().err
+    assert __import__("time").time() - t0 < 20  # refused at once, not after 100000 steps
+    assert main(["train", "base", data, "--steps", "0", "--out", str(tmp_path / "m.ckpt")]) == 2
+    assert "--steps must be >= 1" in capsys.readouterr().err
+    assert main(["train", "base", data, "--steps", "2", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    ck = str(stochgen.fit("base", torch.load(tmp_path / "x.pt"), steps=2, progress=False).save(tmp_path / "m.ckpt"))
+    for n in ("0", "-3"):
+        assert main(["sample", ck, "-n", n, "-o", str(tmp_path / "s.pt")]) == 2
+        assert "-n must be >= 1" in capsys.readouterr().err
+    assert main(["sample", ck, "--steps", "0", "-o", str(tmp_path / "s.pt")]) == 2
+    assert "--steps must be >= 1" in capsys.readouterr().err
+    assert main(["likelihood", ck, data, "-n", "0"]) == 2
+    assert "-n must be >= 1" in capsys.readouterr().err
+    assert main(["demo", "--steps", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "--steps must be >= 1" in capsys.readouterr().err
+    m = stochgen.load(ck)
+    with pytest.raises(ValueError, match="steps must be a positive whole number"):
+        m.sample(4, steps=0)
+    with pytest.raises(ValueError, match="n must be a positive whole number"):
+        m.sample(0)
+    with pytest.raises(ValueError, match="steps must be a whole number, got 2.5"):
+        stochgen.fit("base", torch.randn(8, 2), steps=2.5, progress=False)
