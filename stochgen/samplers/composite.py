@@ -111,11 +111,11 @@ def _linear_step(process, kind, out, x, t, s, cond, eta, generator):
 
 def _jump_step(process, kind, out, x, t, s, last, final, generator):
     probs = convert(out, kind, "probs", process, x, t)
-    p0 = _ctmc._check_probs(process, probs, x)
+    p0 = _ctmc.check_probs(process, probs, x)
     t64, s64 = t.to(torch.float64), s.to(torch.float64)
     if last:
-        return _ctmc._final(process, x, t64, p0, final, generator)
-    return _ctmc._analytic_step(process, x, t64, s64, p0, generator)
+        return _ctmc.final_step(process, x, t64, p0, final, generator)
+    return _ctmc.analytic_step(process, x, t64, s64, p0, generator)
 
 
 def _lie_step(process, kind, out, x, t, s, cond, last, generator):
@@ -136,12 +136,12 @@ def composite(process, pred, x, times, *, generator=None, callback=None, eta: fl
         raise ValueError(f"eta must be a number in [0, 1], got {eta!r}") from None
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
-    final = _ctmc._check_final(final)
+    final = _ctmc.check_final(final)
     x = dict(process.check_states(x, "x"))
     steps = {k: _step_kind(k, p) for k, p in process.parts.items()}
     for k, p in process.parts.items():
         if steps[k] == "jump":
-            x[k] = _ctmc._states(p, x[k])
+            x[k] = _ctmc.as_states(p, x[k])
         elif not x[k].is_floating_point():
             raise ValueError(f"part {k!r} of the start state must be floating point, got dtype {x[k].dtype}")
     times = _check_grid(process, times).to(device=next(iter(x.values())).device)

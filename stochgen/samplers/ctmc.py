@@ -67,6 +67,9 @@ from __future__ import annotations
 import torch
 
 from .._validate import check_finite
+
+# the step pieces other samplers compose (the composite sampler's jump parts): public, one home
+__all__ = ["tau_leaping", "ctmc_euler", "as_states", "check_final", "check_probs", "analytic_step", "final_step"]
 from ..parameterization import Prediction
 from .kernel import check_times
 from .registry import register
@@ -91,7 +94,7 @@ def _check_process(process) -> None:
         )
 
 
-def _states(process, x) -> torch.Tensor:
+def as_states(process, x) -> torch.Tensor:
     """The start state as a ``torch.long`` index tensor (floating tensors must hold integer values)."""
     if isinstance(x, torch.Tensor) and x.is_floating_point():
         check_finite(x, "x")
@@ -102,7 +105,7 @@ def _states(process, x) -> torch.Tensor:
     return process.space.check(x, "x").long()
 
 
-def _check_final(final: str) -> str:
+def check_final(final: str) -> str:
     if final not in _FINALS:
         raise ValueError(f"final must be one of {', '.join(repr(f) for f in _FINALS)}, got {final!r}")
     return final
@@ -125,10 +128,10 @@ def _denoise(process, pred, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"a jump-process sampler needs a model of the denoising 'probs' (or their 'logits'), "
                          f"got prediction {pred.kind!r}")
     tt = t.to(dtype=torch.get_default_dtype(), device=x.device).expand(x.shape[0])
-    return _check_probs(process, pred.as_kind("probs", x, tt), x)
+    return check_probs(process, pred.as_kind("probs", x, tt), x)
 
 
-def _check_probs(process, out, x: torch.Tensor) -> torch.Tensor:
+def check_probs(process, out, x: torch.Tensor) -> torch.Tensor:
     K, S = process.num_categories, process.num_states
     M = getattr(process, "mask_index", None)
     allowed = [K] + ([S] if M is not None and S != K else [])
@@ -216,7 +219,7 @@ def _analytic_weights(process, x, t, s, p0) -> torch.Tensor:
     return (w @ Bs) * C.transpose(-1, -2)[x]
 
 
-def _final(process, x, t, p0, final, generator) -> torch.Tensor:
+def final_step(process, x, t, p0, final, generator) -> torch.Tensor:
     """The denoising step to ``t = 0``: ``x0 ~ p(x0 | x_t)`` restricted to values that reach ``x_t``."""
     w = _analytic_weights(process, x, t, torch.zeros_like(t), p0)
     empty = w.sum(-1, keepdim=True) <= 0
@@ -228,8 +231,8 @@ def _final(process, x, t, p0, final, generator) -> torch.Tensor:
 
 def _run(process, pred, x, times, generator, callback, final, step):
     _check_process(process)
-    final = _check_final(final)
-    x = _states(process, x)
+    final = check_final(final)
+    x = as_states(process, x)
     times = check_times(times, x, finite=True)
     t_lo = float(getattr(process, "t_lo", 0.0))
     for i in range(times.numel() - 1):
@@ -237,7 +240,7 @@ def _run(process, pred, x, times, generator, callback, final, step):
         s = times[i + 1].to(_F64)
         p0 = _denoise(process, pred, x, t)
         if float(s) <= t_lo:
-            x = _final(process, x, t, p0, final, generator)
+            x = final_step(process, x, t, p0, final, generator)
         else:
             x = step(process, x, t, s, p0, generator)
         if callback is not None:
@@ -268,7 +271,7 @@ def _euler_step(process, x, t, s, p0, generator):
     return _categorical(probs, generator)
 
 
-def _analytic_step(process, x, t, s, p0, generator):
+def analytic_step(process, x, t, s, p0, generator):
     w = _analytic_weights(process, x, t, s, p0)
     empty = w.sum(-1, keepdim=True) <= 0
     if bool(empty.any()):  # the model put mass only on values that cannot reach x_t: keep x_t
@@ -301,4 +304,4 @@ def ctmc_euler(process, pred, x, times, *, generator=None, callback=None, analyt
     per position, exact for an exact denoiser and independent positions at
     any step size. ``final`` as for :func:`tau_leaping`.
     """
-    return _run(process, pred, x, times, generator, callback, final, _analytic_step if analytic else _euler_step)
+    return _run(process, pred, x, times, generator, callback, final, analytic_step if analytic else _euler_step)
