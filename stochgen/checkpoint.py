@@ -159,6 +159,13 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def default_file_mode() -> int:
+    """0o666 minus the process's umask: the mode a plain ``open()`` gives a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def save(path, state_dicts: dict[str, Any], spec: dict, extra_bytes: dict[str, bytes] | None = None) -> str:
     """Write one checkpoint file atomically; returns the path.
 
@@ -196,10 +203,11 @@ def save(path, state_dicts: dict[str, Any], spec: dict, extra_bytes: dict[str, b
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot save a checkpoint to {path!r}: the folder {folder!r} does not exist")
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    # create it ourselves (mode 0o666 minus the umask, like a plain open()), then let safetensors fill it
+    # mode 0o666 minus the umask, like a file from a plain open()
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         safetensors.torch.save_file(_unshare(tensors), tmp, metadata=metadata)
+        os.chmod(tmp, default_file_mode())  # safetensors writes 0600; a checkpoint is a plain file
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)

@@ -16,17 +16,34 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
 import sys
 import time
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "CLIError", "VERB_ENTRY_POINT_GROUP"]
+
+#: entry-point group of command-line verbs added by domains: ``name = "module:add_verbs"``, where
+#: ``add_verbs(subparsers)`` adds parsers with ``set_defaults(func=run)`` and ``run(args) -> int``
+VERB_ENTRY_POINT_GROUP = "stochgen.verbs"
 
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default in ``--help`` (unless the help text already names it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" in text or "default" in text.lower() or not action.option_strings:
+            return text
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return text
+        return text + " (default: %(default)s)"
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -55,13 +72,23 @@ def _resolve_domain(name: str, **settings):
 def _load_model(path: str, device: str = "cpu"):
     import stochgen
 
-    if not os.path.isfile(path):
-        raise CLIError(f"checkpoint not found: {path}")
+    _check_ckpt_path(path)
     spec = stochgen.checkpoint.info(path)["spec"]
     name = (spec.get("domain") or {}).get("name") if isinstance(spec, dict) else None
     if name:
         _resolve_domain(name)  # registers a built-in domain package if needed
     return stochgen.load(path, device=device)
+
+
+def _check_ckpt_path(path: str) -> None:
+    if os.path.isdir(path):
+        raise CLIError(f"{path} is a folder, not a checkpoint file (give the .ckpt file a run wrote)")
+    if not os.path.exists(path):
+        raise CLIError(f"checkpoint not found: {path}")
+    if not os.path.isfile(path):
+        raise CLIError(f"{path} is not a regular file, so not a checkpoint")
+    if not os.access(path, os.R_OK):
+        raise CLIError(f"cannot read the checkpoint {path}: permission denied")
 
 
 def _parse_settings(items) -> dict:
@@ -93,6 +120,65 @@ def _check_output(path: str, what: str = "output") -> str:
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
         raise CLIError(f"cannot write the {what} {path!r}: {probe!r} is not a writable folder")
     return path
+
+
+#: what ``stochgen sample -o`` writes, by the output's suffix
+OUTPUT_FORMATS = {".png": "image", ".jpg": "image", ".jpeg": "image", ".npy": "npy", ".pt": "pt",
+                  ".safetensors": "safetensors"}
+
+
+def _output_format(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in OUTPUT_FORMATS:
+        raise CLIError(f"cannot tell what to write to {path!r} from its suffix {ext or '(none)'}: end it in .png or "
+                       ".jpg (an image grid), .npy (a numpy array), .pt (a torch tensor) or .safetensors")
+    return OUTPUT_FORMATS[ext]
+
+
+def _per_sample_paths(path: str, n: int) -> list[str]:
+    stem, ext = os.path.splitext(path)
+    width = max(4, len(str(n - 1)))
+    return [f"{stem}_{i:0{width}d}{ext}" for i in range(n)]
+
+
+def _write_atomic(path: str, write) -> str:
+    """``write(tmp_path)`` into a hidden file beside ``path`` (same suffix), then rename: no partial outputs."""
+    import uuid
+
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    tmp = os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:8]}.tmp{ext}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _write_states(x, path: str, fmt: str, domain, nrow=None) -> str:
+    import numpy as np
+    import torch
+
+    if fmt == "image":
+        return _write_atomic(path, lambda tmp: domain.save_grid(x, tmp, nrow=nrow))
+    cpu = {k: v.detach().cpu().contiguous() for k, v in x.items()} if isinstance(x, dict) else x.detach().cpu()
+    if fmt == "npy":
+        return _write_atomic(path, lambda tmp: np.save(tmp, cpu.numpy()))
+    if fmt == "pt":
+        return _write_atomic(path, lambda tmp: torch.save(cpu, tmp))
+    import safetensors.torch
+
+    from .checkpoint import default_file_mode
+
+    def save_st(tmp):
+        safetensors.torch.save_file(cpu if isinstance(cpu, dict) else {"x": cpu.contiguous()}, tmp)
+        os.chmod(tmp, default_file_mode())  # safetensors writes 0600
+    return _write_atomic(path, save_st)
 
 
 def _positive(value, name: str):
@@ -171,6 +257,8 @@ def cmd_train(args) -> int:
     dom = _resolve_domain(args.domain, **_parse_settings(args.set))
     process, network = _process_arg(args), _network_arg(args)
     data = dom.load(args.data)
+    print(f"training {args.domain} on {len(data)} samples of {args.data} (seed {args.seed}, device {args.device}); "
+          f"the checkpoint goes to {os.path.abspath(args.out)}", flush=True)
     t0 = time.time()
     model = stochgen.fit(dom, data, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, device=args.device, ema=args.ema, val_split=args.val_split,
@@ -194,10 +282,26 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
     import torch
 
+    from stochgen.domain import Domain
+
     _check_output(args.out, "output")
+    fmt = _output_format(args.out)
     _positive(args.n, "-n")
     _positive(args.steps, "--steps")
+    _positive(args.nrow, "--nrow")
+    if args.nrow is not None and fmt != "image":
+        raise CLIError("--nrow sets the images per row of a grid; it needs a .png or .jpg output")
     model = _load_model(args.ckpt, args.device)
+    if fmt == "image" and type(model.domain).save_grid is Domain.save_grid:
+        raise CLIError(f"the {model.domain.name} domain draws no images; write the samples to .pt, .npy or "
+                       ".safetensors")
+    if fmt == "npy" and isinstance(model.state_shape, dict):
+        raise CLIError("this model's states have several parts "
+                       f"({', '.join(model.state_shape)}); write them to .pt or .safetensors")
+    paths = _per_sample_paths(args.out, args.n) if args.per_sample else [args.out]
+    if args.per_sample:
+        for p in paths:
+            _check_output(p, "output")
     g = torch.Generator().manual_seed(args.seed)
     cond = _cond_args(args.cond, model) or None
     if args.label is not None:
@@ -208,25 +312,24 @@ def cmd_sample(args) -> int:
         cond = {**(cond or {}), "label": args.label}
     if args.guidance is not None and cond is None:
         raise CLIError("--guidance needs --label (or --cond for a model trained with condition dropout)")
+    sampler = args.sampler or model.sampler
+    print(f"sampling {args.n} with {sampler}, {args.steps or model.steps} steps, seed {args.seed}", flush=True)
     x = model.sample(args.n, sampler=args.sampler, steps=args.steps, cond=cond, generator=g,
-                     guidance_scale=args.guidance)
+                     guidance_scale=args.guidance, progress=not args.no_progress)
     x = model.domain.clip_states(x)
-    out = args.out
-    folder = os.path.dirname(out)
+    folder = os.path.dirname(args.out)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    if out.lower().endswith(".png"):
-        model.domain.save_grid(x, out)
-    elif out.lower().endswith(".npy"):
-        import numpy as np
-
-        if isinstance(x, dict):
-            raise CLIError("a composite state has several parts; write it to a .pt file")
-        np.save(out, x.detach().cpu().numpy())
+    if args.per_sample:
+        for i, p in enumerate(paths):
+            xi = {k: v[i:i + 1] for k, v in x.items()} if isinstance(x, dict) else x[i:i + 1]
+            _write_states(xi, p, fmt, model.domain, nrow=1)
+        where = f"{paths[0]} .. {paths[-1]}" if len(paths) > 1 else paths[0]
     else:
-        torch.save(x.detach().cpu() if torch.is_tensor(x) else {k: v.detach().cpu() for k, v in x.items()}, out)
+        _write_states(x, args.out, fmt, model.domain, nrow=args.nrow)
+        where = args.out
     shape = {k: tuple(v.shape[1:]) for k, v in x.items()} if isinstance(x, dict) else tuple(x.shape[1:])
-    print(f"wrote {args.n} samples of shape {shape} to {out}")
+    print(f"wrote {args.n} samples of shape {shape} to {where}")
     return 0
 
 
@@ -243,24 +346,43 @@ def cmd_likelihood(args) -> int:
     if not family_of(model.process).likelihood:
         raise CLIError(f"the exact likelihood is not defined for this model: {describe(model.process)}")
     data = model.domain.prepare(model.domain.load(args.data), model.process)
-    x = data.x[: args.n].to(model.device)
-    conds = {k: v[: args.n].to(model.device) for k, v in data.cond.items()}
-    g = torch.Generator().manual_seed(args.seed)
-    kw = dict(divergence="exact" if args.exact else "hutchinson", rtol=args.rtol, atol=args.atol, generator=g)
-    levels = model.domain.levels
-    if levels is not None:
-        bpd = torch.cat([stochgen.bits_per_dim(model.process, model.denoise, x[i:i + args.batch_size],
-                                               prediction=model.prediction, num_bins=int(levels), **kw)
-                         for i in range(0, x.shape[0], args.batch_size)])
-        print(f"bits/dim: {float(bpd.mean()):.4f} +- {float(bpd.std() / math.sqrt(bpd.numel())):.4f} "
-              f"({bpd.numel()} samples, {levels} levels)")
+    held, skipped = (data, None) if args.include_training else model.held_out(data)
+    if skipped is None:
+        what = ("all of DATA, training samples included (--include-training)" if args.include_training else
+                "the checkpoint records no training rows, so DATA may include training samples")
+    elif skipped:
+        what = f"held-out samples only: {skipped} of the {len(data)} samples of DATA were training data and are skipped"
     else:
-        nll = -torch.cat([model.log_likelihood(x[i:i + args.batch_size],
-                                               cond={k: v[i:i + args.batch_size] for k, v in conds.items()}, **kw)
-                          for i in range(0, x.shape[0], args.batch_size)])
+        what = f"none of the {len(data)} samples of DATA was training data"
+    if len(held) == 0:
+        raise CLIError(f"all {len(data)} samples of {args.data} were used to train this model: give held-out data "
+                       "(or --include-training to score training data)")
+    n = min(args.n, len(held))
+    print(f"scoring the first {n} of {len(held)} samples ({what}); seed {args.seed}", flush=True)
+    x = held.x[:n].to(model.device)
+    conds = {k: v[:n].to(model.device) for k, v in held.cond.items()}
+    g = torch.Generator().manual_seed(args.seed)
+    kw = dict(divergence="exact" if args.exact else "hutchinson", rtol=args.rtol, atol=args.atol, generator=g,
+              progress=not args.no_progress)
+    levels = model.domain.levels
+    out = []
+    for i in range(0, n, args.batch_size):
+        xb = x[i:i + args.batch_size]
+        if levels is not None:
+            out.append(stochgen.bits_per_dim(model.process, model.denoise, xb, prediction=model.prediction,
+                                             num_bins=int(levels), **kw))
+        else:
+            out.append(-model.log_likelihood(xb, cond={k: v[i:i + args.batch_size] for k, v in conds.items()}, **kw))
+        if not args.no_progress and n > args.batch_size:
+            print(f"  {min(i + args.batch_size, n)}/{n} samples scored", flush=True)
+    vals = torch.cat(out)
+    if levels is not None:
+        print(f"bits/dim: {float(vals.mean()):.4f} +- {float(vals.std() / math.sqrt(vals.numel())):.4f} "
+              f"({vals.numel()} samples, {levels} levels)")
+    else:
         d = x[0].numel()
-        print(f"nll: {float(nll.mean()):.4f} nats/sample, {float(nll.mean()) / (d * math.log(2)):.4f} bits/dim "
-              f"({nll.numel()} samples, continuous)")
+        print(f"nll: {float(vals.mean()):.4f} nats/sample, {float(vals.mean()) / (d * math.log(2)):.4f} bits/dim "
+              f"({vals.numel()} samples, continuous)")
     return 0
 
 
@@ -279,8 +401,7 @@ def cmd_metrics(args) -> int:
 def cmd_info(args) -> int:
     import stochgen
 
-    if not os.path.isfile(args.ckpt):
-        raise CLIError(f"checkpoint not found: {args.ckpt}")
+    _check_ckpt_path(args.ckpt)
     info = stochgen.checkpoint.info(args.ckpt)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -322,7 +443,8 @@ def cmd_demo(args) -> int:
     dom = _resolve_domain("images")
     train, test = dom.split("digits", held_out=0.2, seed=0)
     print(f"stochgen demo: {len(train)} training / {len(test)} held-out 8x8 digits (17 grey levels), "
-          f"EDM + U-Net, {steps} steps of batch {batch} on {args.device}")
+          f"EDM + U-Net, {steps} steps of batch {batch} on {args.device}, seed {args.seed}; "
+          f"writing to {os.path.abspath(args.out)}", flush=True)
     t0 = time.time()
     model = stochgen.fit(dom, train, steps=steps, batch_size=batch, lr=args.lr, seed=args.seed, device=args.device,
                          progress=not args.no_progress, warmup=min(100, steps // 10), ema=0.995 if steps > 500 else 0.9)
@@ -336,10 +458,12 @@ def cmd_demo(args) -> int:
     known = test.x[:6]
     filled, mask = dom.inpaint(model, known, "right", steps=20 if args.quick else 50, generator=g)
     dom.save_inpainting(known, mask, filled, os.path.join(args.out, "inpainting.png"))
+    print(f"trained in {t_fit:.0f} s; evaluating on the held-out digits", flush=True)
     m = dom.metrics(model, test, n_bpd=32 if args.quick else 128, n_per_class=per_row,
-                    n_uncond=50 if args.quick else 500, guidance_scale=args.guidance, seed=args.seed)
+                    n_uncond=50 if args.quick else 500, guidance_scale=args.guidance, seed=args.seed,
+                    progress=not args.no_progress)
     shares = [m[f"share_{k}"] for k in range(10) if f"share_{k}" in m]
-    print(f"trained in {t_fit:.0f} s; wrote {ckpt}, samples.png, inpainting.png to {args.out}")
+    print(f"wrote {ckpt}, samples.png, inpainting.png to {args.out}")
     print(f"held-out bits/dim: {m['bits_per_dim']:.3f}  ({min(len(test), 32 if args.quick else 128)} digits, "
           "17 levels, Hutchinson trace)")
     print(f"classifier accuracy on real held-out digits: {m['classifier_real_accuracy']:.3f}")
@@ -351,23 +475,73 @@ def cmd_demo(args) -> int:
 
 # --- parser -----------------------------------------------------------------------------------------
 
+_VERB_ERRORS: dict[str, str] = {}
+
+
+def _verb_adders() -> dict:
+    """``{source: add_verbs}``: the entry points of :data:`VERB_ENTRY_POINT_GROUP`, plus ``domains/<name>/cli.py``
+    of the built-in domains (found without an installed entry point, e.g. in a source checkout)."""
+    from importlib.metadata import entry_points
+
+    found: dict = {}
+    try:
+        eps = entry_points(group=VERB_ENTRY_POINT_GROUP)
+    except TypeError:  # pragma: no cover - Python < 3.10 API
+        eps = entry_points().get(VERB_ENTRY_POINT_GROUP, [])
+    for ep in eps:
+        found[ep.value.split(":")[0]] = ep.load
+    try:
+        spec = importlib.util.find_spec("domains")
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        for name in sorted(os.listdir(folder)):
+            if name.isidentifier() and os.path.isfile(os.path.join(folder, name, "cli.py")):
+                mod = f"domains.{name}.cli"
+                found.setdefault(mod, lambda mod=mod: getattr(importlib.import_module(mod), "add_verbs"))
+    return found
+
+
+def _add_plugin_verbs(sub) -> None:
+    for source, load in _verb_adders().items():
+        try:
+            load()(sub)
+        except Exception as exc:  # a broken or half-installed plug-in must not take the whole CLI down
+            _VERB_ERRORS[source] = f"{type(exc).__name__}: {exc}"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:  # pragma: no cover
+        torch_version = "not installed"
+    from . import __version__
+
+    return f"stochgen {__version__} (torch {torch_version}, Python {sys.version.split()[0]})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="stochgen", description="Stochastic-process generative models for any domain.")
+    F = HelpFormatter
+    p = argparse.ArgumentParser(prog="stochgen", description="Stochastic-process generative models for any domain.",
+                                formatter_class=F)
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a model on a domain's data and save a checkpoint",
+    t = sub.add_parser("train", help="train a model on a domain's data and save a checkpoint", formatter_class=F,
                        description="Train a model on DATA of DOMAIN and save one self-describing checkpoint.")
     t.add_argument("domain", help="domain name, e.g. images")
     t.add_argument("data", help="data the domain knows: a name (images: digits, mnist5k), a folder or a file")
     t.add_argument("--steps", type=int, default=None, help="optimizer steps (default: one epoch if --epochs unset)")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--ema", type=float, default=0.999, help="EMA decay (0 = no EMA)")
-    t.add_argument("--val-split", type=float, default=0.0)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--out", "-o", default="model.ckpt", help="checkpoint path (default: model.ckpt)")
+    t.add_argument("--epochs", type=int, default=None, help="passes over the data (instead of --steps)")
+    t.add_argument("--batch-size", type=int, default=128, help="samples per optimizer step")
+    t.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
+    t.add_argument("--ema", type=float, default=0.999, help="EMA decay of the weights (0 = no EMA)")
+    t.add_argument("--val-split", type=float, default=0.0, help="share of the data held out for validation")
+    t.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batches")
+    t.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    t.add_argument("--out", "-o", default="model.ckpt", help="checkpoint path")
     t.add_argument("--log", default=None, help="training log (.csv or .jsonl)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="domain setting, e.g. --set process=vp (JSON values); repeatable")
@@ -380,74 +554,92 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--prediction", default=None,
                    help="what the network predicts: x0, eps, score, v, velocity, tangent_score, logits "
                         "(default: the domain's / the process family's)")
-    t.add_argument("--cond-drop", type=float, default=0.1,
-                   help="label dropout for classifier-free guidance (default 0.1)")
+    t.add_argument("--cond-drop", type=float, default=0.1, help="label dropout for classifier-free guidance")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="draw samples from a checkpoint",
-                       description="Draw samples; OUT ending in .pt gets the state tensor (a dict for composite states), "
-                                   ".npy a numpy array, .png a grid image (image domains).")
-    s.add_argument("ckpt")
-    s.add_argument("-n", type=int, default=16, help="number of samples (default 16)")
-    s.add_argument("-o", "--out", required=True, help="output .pt (tensor of states), .npy or .png (grid)")
+    s = sub.add_parser("sample", help="draw samples from a checkpoint", formatter_class=F,
+                       description="Draw samples and write them in the format OUT's suffix names: .png / .jpg a grid "
+                                   "image (image domains), .npy a numpy array, .pt a torch tensor (a dict for "
+                                   "composite states), .safetensors tensors (key 'x', or one per part).")
+    s.add_argument("ckpt", help="checkpoint file")
+    s.add_argument("-n", type=int, default=16, help="number of samples")
+    s.add_argument("-o", "--out", required=True, help="output file: .png, .jpg, .npy, .pt or .safetensors")
+    s.add_argument("--per-sample", action="store_true",
+                   help="one file per sample, OUT's name with _0000, _0001, ... before the suffix")
+    s.add_argument("--nrow", type=int, default=None, help="images per row of a grid (default: about sqrt(n))")
     s.add_argument("--sampler", default=None, help="sampler name (default: the checkpoint's)")
-    s.add_argument("--steps", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise")
     s.add_argument("--label", type=int, default=None, help="class to draw (class-conditional models)")
     s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (with --label)")
     s.add_argument("--cond", action="append", metavar="NAME=FILE",
                    help="a condition the model was trained with (a .pt tensor or .npy array, one row per sample "
                         "or one for all); repeatable")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="cpu", help="torch device")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sample)
 
     lk = sub.add_parser("likelihood", help="held-out log-likelihood (bits/dim) of data under a checkpoint",
-                        description="Probability-flow ODE log-likelihood of DATA; bits/dim for quantised data.")
-    lk.add_argument("ckpt")
-    lk.add_argument("data")
-    lk.add_argument("-n", type=int, default=256, help="use the first N samples (default 256)")
-    lk.add_argument("--batch-size", type=int, default=256)
+                        formatter_class=F,
+                        description="Probability-flow ODE log-likelihood of DATA (bits/dim for quantised data). "
+                                    "Samples the model was trained on are skipped (the checkpoint records them); "
+                                    "the output says what was scored.")
+    lk.add_argument("ckpt", help="checkpoint file")
+    lk.add_argument("data", help="data the model's domain knows (a name, a folder or a file)")
+    lk.add_argument("-n", type=int, default=256, help="score the first N held-out samples")
+    lk.add_argument("--batch-size", type=int, default=256, help="samples per ODE solve")
     lk.add_argument("--exact", action="store_true", help="exact divergence (default: Hutchinson estimate)")
-    lk.add_argument("--rtol", type=float, default=1e-4)
-    lk.add_argument("--atol", type=float, default=1e-4)
-    lk.add_argument("--seed", type=int, default=0)
-    lk.add_argument("--device", default="cpu")
+    lk.add_argument("--include-training", action="store_true", help="score training samples too")
+    lk.add_argument("--rtol", type=float, default=1e-4, help="ODE relative tolerance")
+    lk.add_argument("--atol", type=float, default=1e-4, help="ODE absolute tolerance")
+    lk.add_argument("--seed", type=int, default=0, help="seed of the dequantization noise and the probes")
+    lk.add_argument("--device", default="cpu", help="torch device")
+    lk.add_argument("--no-progress", action="store_true", help="no progress bar")
     lk.set_defaults(func=cmd_likelihood)
 
-    mt = sub.add_parser("metrics", help="the domain's quality metrics of a checkpoint on DATA",
+    mt = sub.add_parser("metrics", help="the domain's quality metrics of a checkpoint on DATA", formatter_class=F,
                         description="Evaluate a checkpoint with its domain's own metrics on DATA.")
-    mt.add_argument("ckpt")
-    mt.add_argument("data")
-    mt.add_argument("--device", default="cpu")
+    mt.add_argument("ckpt", help="checkpoint file")
+    mt.add_argument("data", help="data the model's domain knows")
+    mt.add_argument("--device", default="cpu", help="torch device")
     mt.set_defaults(func=cmd_metrics)
 
-    i = sub.add_parser("info", help="describe a checkpoint without loading its weights",
+    i = sub.add_parser("info", help="describe a checkpoint without loading its weights", formatter_class=F,
                        description="Print the spec of a checkpoint: domain, process, network, sampler, sizes.")
-    i.add_argument("ckpt")
+    i.add_argument("ckpt", help="checkpoint file")
     i.add_argument("--json", action="store_true", help="print everything as JSON")
     i.set_defaults(func=cmd_info)
 
     d = sub.add_parser("demo", help="train a class-conditional digit model on the CPU and show what it does",
+                       formatter_class=F,
                        description="Train on scikit-learn's 8x8 digits (a few minutes on a CPU), then write "
                                    "DIR/model.ckpt, DIR/samples.png (one row per digit), DIR/inpainting.png and "
                                    "print held-out bits/dim and classifier scores of the samples.")
     d.add_argument("--steps", type=int, default=None, help="training steps (default 1000; 40 with --quick)")
-    d.add_argument("--batch-size", type=int, default=None, help="default 64 (32 with --quick)")
-    d.add_argument("--lr", type=float, default=1e-3)
-    d.add_argument("--out", default="stochgen-demo", help="output folder (default: stochgen-demo)")
+    d.add_argument("--batch-size", type=int, default=None, help="samples per step (default 64; 32 with --quick)")
+    d.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    d.add_argument("--out", default="stochgen-demo", help="output folder")
     d.add_argument("--quick", action="store_true", help="tiny run (seconds) for tests")
-    d.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (default 2)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", default="cpu")
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
+    d.add_argument("--seed", type=int, default=0, help="seed of training and sampling")
+    d.add_argument("--device", default="cpu", help="torch device")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)
+
+    _add_plugin_verbs(sub)
     return p
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code not in (0, None) and _VERB_ERRORS:
+            for source, err in _VERB_ERRORS.items():
+                print(f"stochgen: note: the commands of {source} could not be loaded ({err})", file=sys.stderr)
+        raise
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2

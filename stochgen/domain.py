@@ -73,6 +73,26 @@ class DomainData:
         n = self.info.get("num_classes")
         return int(n) if n is not None else int(self.labels.max()) + 1
 
+    def row_hashes(self) -> torch.Tensor:
+        """One 63-bit hash per sample of its state (all parts) and conditions, as int64 ``(N,)``.
+
+        ``fit`` records the hashes of the training rows in the model, so held-out evaluation
+        (``stochgen likelihood``) can skip samples the model was trained on.
+        """
+        import hashlib
+
+        parts = [self.x[k] for k in sorted(self.x)] if isinstance(self.x, dict) else [self.x]
+        parts += [self.cond[k] for k in sorted(self.cond)]
+        rows = [p.detach().cpu().reshape(p.shape[0], -1).contiguous() for p in parts]
+        rows = [(r.to(torch.float32) if r.is_floating_point() else r.to(torch.int64)).numpy() for r in rows]
+        out = np.empty(len(self), dtype=np.int64)
+        for i in range(len(self)):
+            h = hashlib.blake2b(digest_size=8)
+            for r in rows:
+                h.update(r[i].tobytes())
+            out[i] = int.from_bytes(h.digest(), "little") >> 1
+        return torch.from_numpy(out)
+
     def subset(self, idx) -> "DomainData":
         idx = torch.as_tensor(idx, dtype=torch.long)
         return DomainData(_rows(self.x, idx), None if self.labels is None else self.labels[idx], dict(self.info),

@@ -46,6 +46,10 @@ __all__ = ["fit", "batch_indices", "validation_split"]
 _PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
 
 
+#: training sets up to this many rows are recorded in the model (``Model.train_rows``)
+MAX_RECORDED_ROWS = 250_000
+
+
 def validation_split(data: DomainData, val_split: float, seed: int) -> tuple:
     """``(val, train)`` as ``fit(..., val_split=, seed=)`` splits ``data`` (``val`` None when 0)."""
     if not val_split > 0:
@@ -357,6 +361,8 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
             raise TypeError(f"objective_options must be a dict, got {type(objective_options).__name__}")
         model = _build_model(domain, train, process, network, prediction, ema, seed, cond_drop, objective_options)
     model.to(device)
+    # the training rows, so held-out evaluation can skip them (8 bytes a row; not kept for huge sets)
+    model.train_rows = train.row_hashes() if len(train) <= MAX_RECORDED_ROWS else None
     net, process = model.net, model.process
     _dist.broadcast_module(net, ctx)
     if model.ema is not None and resume is None:

@@ -109,14 +109,16 @@ def _hutchinson_div(v: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torc
 def log_likelihood(process, model: Callable, x, prediction: str = "eps", cond: dict | None = None,
                    divergence: str = "exact", probes: int = 1, probe_dist: str = "rademacher",
                    method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5, t_eps: float | None = None,
-                   generator: torch.Generator | None = None, return_info: bool = False, options: dict | None = None):
+                   generator: torch.Generator | None = None, return_info: bool = False, options: dict | None = None,
+                   progress: bool = False):
     """log p_{t_eps}(x) in nats per sample by the probability-flow ODE (see the module docstring).
 
     ``model(x, t, **cond)`` returns the declared ``prediction`` (score, eps, x0 or v); the
     ODE drift is ``drift - 1/2 diffusion^2 * score`` from ``process.sde`` and the score
     of the prediction. ``method``, ``rtol``, ``atol`` and ``options`` go to
     ``torchdiffeq.odeint``; integration runs from ``t_eps`` (default ``process.t_min``)
-    to ``process.t_max``. ``generator`` draws the Hutchinson probes.
+    to ``process.t_max``. ``generator`` draws the Hutchinson probes. ``progress``: a tqdm bar
+    over the integration time (the adaptive solver's steps are not known in advance).
 
     Returns a tensor of shape ``(n,)`` or, with ``return_info=True``,
     ``(logp, info)`` where ``info`` has ``nfe`` (model evaluations), ``ode_evals``,
@@ -153,7 +155,13 @@ def log_likelihood(process, model: Callable, x, prediction: str = "eps", cond: d
     eps = None
     if divergence == "hutchinson":
         eps = _draw_probes(probes, x.shape, probe_dist, generator, x.dtype, x.device)
-    counter = {"evals": 0}
+    counter = {"evals": 0, "done": 0}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=1000, desc=f"likelihood ODE ({x.shape[0]} samples)", leave=False,
+                   bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
 
     def velocity(xx, t):
         return flow_velocity(process, pred, xx, t, state_dependent)
@@ -163,6 +171,15 @@ def log_likelihood(process, model: Callable, x, prediction: str = "eps", cond: d
         counter["evals"] += 1
         # adaptive solvers may probe slightly past the end (initial step selection); stay in range
         t = torch.clamp(t, t0, t1)
+        if bar is not None:
+            # share of the way from t0 to t1, on a log scale where the range spans decades (EDM, VP)
+            frac = (math.log(float(t) / t0) / math.log(t1 / t0) if t0 > 0 and t1 / t0 > 100
+                    else (float(t) - t0) / (t1 - t0))
+            done = int(1000 * min(max(frac, 0.0), 1.0))
+            if done > counter["done"]:
+                bar.update(done - counter["done"])
+                counter["done"] = done
+            bar.set_postfix_str(f"nfe {counter['evals']}", refresh=False)
         with torch.enable_grad():
             xx = xx.detach().requires_grad_(True)
             v = velocity(xx, t)
@@ -176,7 +193,11 @@ def log_likelihood(process, model: Callable, x, prediction: str = "eps", cond: d
     options = dict(options or {})
     if method in RK_ADAPTIVE and "step_t" not in options and "jump_t" not in options:
         options["step_t"] = ts[-1:]  # end a step exactly at t_max instead of stepping past it
-    xs, deltas = odeint(func, state0, ts, method=method, rtol=rtol, atol=atol, options=options)
+    try:
+        xs, deltas = odeint(func, state0, ts, method=method, rtol=rtol, atol=atol, options=options)
+    finally:
+        if bar is not None:
+            bar.close()
     x_T, delta = xs[-1], deltas[-1]
     prior = process.prior_log_prob(x_T, **cond)
     logp = prior + delta

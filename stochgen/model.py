@@ -49,6 +49,8 @@ class Model:
         self.steps = int(steps or domain.default_steps)
         self.extra_spec = dict(extra_spec or {})
         self.history: dict = {"loss": [], "val": []}
+        #: int64 hashes of the training rows (DomainData.row_hashes), recorded by fit; None if unknown
+        self.train_rows: torch.Tensor | None = None
         self._denoiser = Denoiser(self.weights, process, prediction, precondition)
 
     # --- pieces ---------------------------------------------------------------------------
@@ -96,7 +98,17 @@ class Model:
         out = {"net": self.net.state_dict()}
         if self.ema is not None:
             out["ema"] = self.ema.state_dict()
+        if self.train_rows is not None:
+            out["data"] = {"train_rows": self.train_rows.to(torch.int64).cpu()}
         return out
+
+    def held_out(self, data):
+        """``(rows of data the model was not trained on, number skipped)``; ``(data, None)`` when the
+        model recorded no training rows (a model not made by ``fit``, or one of stochgen < 0.1.1)."""
+        if self.train_rows is None:
+            return data, None
+        seen = torch.isin(data.row_hashes(), self.train_rows.cpu())
+        return data.subset(torch.nonzero(~seen).reshape(-1)), int(seen.sum())
 
     # --- use ------------------------------------------------------------------------------
     def denoise(self, x: torch.Tensor, t, **cond) -> torch.Tensor:
@@ -300,5 +312,7 @@ def load(path, device="cpu") -> Model:
     except RuntimeError as exc:
         raise ValueError(f"{os.fspath(path)!r}: the stored weights do not fit the network its spec describes: "
                          f"{exc}") from exc
+    rows = (states.get("data") or {}).get("train_rows")
+    model.train_rows = rows.to(torch.int64) if torch.is_tensor(rows) else None
     model.net.eval()
     return model.to(device)

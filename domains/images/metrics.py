@@ -110,7 +110,8 @@ def held_out_bits_per_dim(model, x: torch.Tensor, levels: int, n: int | None = 2
 
 
 def generate(model, n: int, shape, labels=None, guidance_scale: float | None = None, sampler: str | None = None,
-             steps: int | None = None, generator: torch.Generator | None = None, batch_size: int = 500) -> torch.Tensor:
+             steps: int | None = None, generator: torch.Generator | None = None, batch_size: int = 500,
+             progress: bool = False) -> torch.Tensor:
     """``n`` samples of image ``shape`` (C, H, W), optionally class-conditional with classifier-free guidance.
 
     ``labels`` is None (unconditional: the network's null class if it is class-conditional),
@@ -136,7 +137,7 @@ def generate(model, n: int, shape, labels=None, guidance_scale: float | None = N
         m = min(batch_size, n - i)
         cond = {} if labels is None else {"label": labels[i:i + m]}
         x = stochgen.sample(model.process, net, shape=(m, *shape), sampler=sampler, steps=steps,
-                            prediction=model.prediction, generator=generator, cond=cond)
+                            prediction=model.prediction, generator=generator, cond=cond, progress=progress)
         chunks.append(x.clamp(-1, 1))
     return torch.cat(chunks)
 
