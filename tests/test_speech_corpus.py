@@ -102,7 +102,7 @@ def test_mix_at_snr_is_exact():
 def test_direct_path_reference_is_aligned_with_the_reverberant_input():
     pra = pytest.importorskip("pyroomacoustics")
     speech = C.synthesize("A thin layer of ice covered the puddles this morning.", "espeak-ng:en-gb+m3")
-    rir, direct, info = C.shoebox_rirs(np.random.default_rng(1), 0.3)
+    rir, direct, info = C.shoebox_rirs(np.random.default_rng(4), 0.3)  # seed 4: first reflection 25 samples after the direct path
     # the direct response is the full one's first arrival: peak at distance / c (+ pra's 40-sample filter centre)
     peak = int(np.argmax(np.abs(direct)))
     assert abs(peak - (info["distance_m"] / pra.constants.get("c") * 16000 + 40)) < 1.0
@@ -128,6 +128,16 @@ def test_direct_path_reference_is_aligned_with_the_reverberant_input():
     assert si_sdr(speech, ref) > 10.0  # the reference is the dry speech up to a sub-sample delay
     assert si_sdr(ref, wet) < 5.0  # the input is reverberant
     assert 0.2 < info["rt60_measured_s"] < 0.6
+
+
+def test_room_geometry_in_range():
+    for seed in range(6):
+        _, _, info = C.shoebox_rirs(np.random.default_rng(seed), 0.25)
+        room, src, mic = (np.array(info[k]) for k in ("room_m", "source_m", "mic_m"))
+        assert C.SOURCE_MIC_M[0] <= info["distance_m"] <= C.SOURCE_MIC_M[1]
+        assert info["distance_m"] == pytest.approx(np.linalg.norm(src - mic), abs=2e-3)  # positions rounded to mm
+        for p in (src, mic):
+            assert np.all(p[:2] >= 0.5 - 1e-3) and np.all(p[:2] <= room[:2] - 0.5 + 1e-3)
 
 
 # --- clips and the written corpus ---------------------------------------------------------------

@@ -88,6 +88,7 @@ TEST_SNRS_DB = (0.0, 5.0, 10.0)
 TRAIN_RT60_S = (0.2, 1.2)
 TEST_RT60_S = (0.4, 1.0)
 CLIP_SECONDS = (2.0, 4.0)
+SOURCE_MIC_M = (1.5, 4.5)  # source-microphone distance of the reverberant rooms
 BABBLE_TALKERS = (3, 6)
 COLOR_EXPONENT = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectral density ~ 1 / f**exponent
 NOISE_F_MIN_HZ = 20.0  # the 1/f shapes are flat below this (no sub-audible drift swallowing the SNR)
@@ -391,21 +392,28 @@ def _pra():
     return pra
 
 
-def shoebox_rirs(rng: np.random.Generator, rt60: float, sr: int = SAMPLE_RATE, min_distance: float = 1.0):
+def shoebox_rirs(rng: np.random.Generator, rt60: float, sr: int = SAMPLE_RATE, distance=SOURCE_MIC_M):
     """A random shoebox room with Sabine RT60 ``rt60`` -> ``(rir, rir_direct, info)``.
 
-    Room 4-10 x 3-8 x 2.5-4 m, source and microphone at least 0.5 m from the walls and
-    ``min_distance`` apart; ``rir`` is the image-source response up to the order Sabine's
-    RT60 needs, ``rir_direct`` the direct path alone (same geometry, ``max_order = 0``, so
-    the same fractional delay and 1/(4 pi d) gain). ``info``: room, positions, distance, the
-    RT60 measured on ``rir`` (T30, extrapolated) and the direct-to-reverberant ratio.
+    Room 4-10 x 3-8 x 2.5-4 m; microphone (0.8-1.6 m high) and source (1.2-1.9 m high) at
+    least 0.5 m from the walls, ``distance`` (a range in metres, drawn uniformly) apart.
+    ``rir`` is the image-source response up to the order Sabine's RT60 needs, ``rir_direct``
+    the direct path alone (same geometry, ``max_order = 0``, so the same fractional delay
+    and distance gain). ``info``: room, positions, distance, the RT60 measured on ``rir``
+    (T30, extrapolated) and the direct-to-reverberant ratio.
     """
     pra = _pra()
-    for _ in range(100):
+    for _ in range(1000):
         dim = np.array([rng.uniform(4.0, 10.0), rng.uniform(3.0, 8.0), rng.uniform(2.5, 4.0)])
-        src = np.array([rng.uniform(0.5, dim[0] - 0.5), rng.uniform(0.5, dim[1] - 0.5), rng.uniform(1.2, 1.9)])
         mic = np.array([rng.uniform(0.5, dim[0] - 0.5), rng.uniform(0.5, dim[1] - 0.5), rng.uniform(0.8, 1.6)])
-        if np.linalg.norm(src - mic) < min_distance:
+        z = rng.uniform(1.2, 1.9)
+        d = rng.uniform(*distance)
+        horizontal = d ** 2 - (z - mic[2]) ** 2
+        if horizontal <= 0:
+            continue
+        phi = rng.uniform(0.0, 2 * np.pi)
+        src = np.array([mic[0] + np.sqrt(horizontal) * np.cos(phi), mic[1] + np.sqrt(horizontal) * np.sin(phi), z])
+        if not (np.all(src[:2] >= 0.5) and np.all(src[:2] <= dim[:2] - 0.5)):
             continue
         try:
             absorption, max_order = pra.inverse_sabine(float(rt60), dim)
