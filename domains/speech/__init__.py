@@ -9,14 +9,16 @@ Modules (each imported on first use, so ``domains.speech.cli`` stays light):
 * :mod:`~domains.speech.corpus`: offline corpus generator (espeak-ng / flite speech, noise,
   babble, shoebox reverberation), ``python -m domains.speech.corpus``;
 * :mod:`~domains.speech.metrics`: SI-SDR, PESQ wide-band, ESTOI, folder evaluation;
-* :mod:`~domains.speech.cli`: the ``speech-metrics`` verb for ``stochgen``.
+* :mod:`~domains.speech.cli`: the ``speech-metrics`` verb for ``stochgen``;
+* :mod:`~domains.speech.nets`: :class:`SpeechUNet`, the conditional spectrogram U-Net.
 """
 from __future__ import annotations
 
 import importlib
 
 __all__ = ["SpecCodec", "to_channels", "from_channels", "read_wav", "write_wav", "pair_files", "split_pairs",
-           "load_pairs", "make_corpus", "si_sdr", "pesq_wb", "estoi", "evaluate_dirs", "SAMPLE_RATE"]
+           "load_pairs", "make_corpus", "si_sdr", "pesq_wb", "estoi", "evaluate_dirs", "SAMPLE_RATE",
+           "SpeechUNet"]
 
 _WHERE = {
     "SpecCodec": "stft", "to_channels": "stft", "from_channels": "stft",
@@ -24,6 +26,7 @@ _WHERE = {
     "split_pairs": "audio", "load_pairs": "audio",
     "make_corpus": "corpus",
     "si_sdr": "metrics", "pesq_wb": "metrics", "estoi": "metrics", "evaluate_dirs": "metrics",
+    "SpeechUNet": "nets",
 }
 
 
