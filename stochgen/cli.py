@@ -34,6 +34,13 @@ class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``stochgen VERB: error: ... (see stochgen VERB --help)``, status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class HelpFormatter(argparse.HelpFormatter):
     """Shows each option's default in ``--help`` (unless the help text already names it)."""
 
@@ -111,6 +118,8 @@ def _fmt(v) -> str:
 def _check_output(path: str, what: str = "output") -> str:
     """Refuse an output path that cannot be written, before any work starts (no lost runs)."""
     path = os.fspath(path)
+    if "\x00" in path:
+        raise CLIError(f"the {what} path {path!r} contains a NUL byte")
     if os.path.isdir(path):
         raise CLIError(f"{what} {path!r} is a folder; give a file name")
     folder = os.path.dirname(os.path.abspath(path)) or "."
@@ -179,6 +188,42 @@ def _write_states(x, path: str, fmt: str, domain, nrow=None) -> str:
         safetensors.torch.save_file(cpu if isinstance(cpu, dict) else {"x": cpu.contiguous()}, tmp)
         os.chmod(tmp, default_file_mode())  # safetensors writes 0600
     return _write_atomic(path, save_st)
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan`` and ``inf`` are refused)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def _device(name: str) -> str:
+    """A torch device this machine has, or a one-line error."""
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise CLIError(f"--device {name!r} is not a torch device ({exc}); use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        if dev.index not in (None, 0):
+            raise CLIError(f"--device {name!r}: there is one cpu device; use cpu")
+        return name
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {name!r}: CUDA is not available on this machine (torch "
+                           f"{torch.__version__}); use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return name
+    if dev.type == "mps" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return name
+    raise CLIError(f"--device {name!r} cannot run a model here; use cpu"
+                   + (" or cuda" if torch.cuda.is_available() else ""))
 
 
 def _positive(value, name: str):
@@ -251,6 +296,11 @@ def cmd_train(args) -> int:
     import stochgen
 
     _check_output(args.out, "checkpoint")
+    if args.log is not None:
+        _check_output(args.log, "training log")
+        if not args.log.lower().endswith((".csv", ".jsonl")):
+            raise CLIError(f"--log {args.log!r}: the training log is a .csv or .jsonl file")
+    _device(args.device)
     _positive(args.steps, "--steps")
     _positive(args.epochs, "--epochs")
     _positive(args.batch_size, "--batch-size")
@@ -286,6 +336,7 @@ def cmd_sample(args) -> int:
 
     _check_output(args.out, "output")
     fmt = _output_format(args.out)
+    _device(args.device)
     _positive(args.n, "-n")
     _positive(args.steps, "--steps")
     _positive(args.nrow, "--nrow")
@@ -342,6 +393,7 @@ def cmd_likelihood(args) -> int:
 
     _positive(args.n, "-n")
     _positive(args.batch_size, "--batch-size")
+    _device(args.device)
     model = _load_model(args.ckpt, args.device)
     if not family_of(model.process).likelihood:
         raise CLIError(f"the exact likelihood is not defined for this model: {describe(model.process)}")
@@ -387,6 +439,7 @@ def cmd_likelihood(args) -> int:
 
 
 def cmd_metrics(args) -> int:
+    _device(args.device)
     model = _load_model(args.ckpt, args.device)
     data = model.domain.prepare(model.domain.load(args.data), model.process)
     m = model.domain.metrics(model, data)
@@ -436,6 +489,7 @@ def cmd_demo(args) -> int:
 
     _positive(args.steps, "--steps")
     _positive(args.batch_size, "--batch-size")
+    _device(args.device)
     _check_output(os.path.join(args.out, "model.ckpt"), "demo output")
     steps = args.steps or (40 if args.quick else 1000)
     batch = args.batch_size or (32 if args.quick else 64)
@@ -459,12 +513,12 @@ def cmd_demo(args) -> int:
     filled, mask = dom.inpaint(model, known, "right", steps=20 if args.quick else 50, generator=g)
     dom.save_inpainting(known, mask, filled, os.path.join(args.out, "inpainting.png"))
     print(f"trained in {t_fit:.0f} s; evaluating on the held-out digits", flush=True)
-    m = dom.metrics(model, test, n_bpd=32 if args.quick else 128, n_per_class=per_row,
-                    n_uncond=50 if args.quick else 500, guidance_scale=args.guidance, seed=args.seed,
+    m = dom.metrics(model, test, n_bpd=8 if args.quick else 128, n_per_class=per_row,
+                    n_uncond=20 if args.quick else 500, guidance_scale=args.guidance, seed=args.seed,
                     progress=not args.no_progress)
     shares = [m[f"share_{k}"] for k in range(10) if f"share_{k}" in m]
     print(f"wrote {ckpt}, samples.png, inpainting.png to {args.out}")
-    print(f"held-out bits/dim: {m['bits_per_dim']:.3f}  ({min(len(test), 32 if args.quick else 128)} digits, "
+    print(f"held-out bits/dim: {m['bits_per_dim']:.3f}  ({min(len(test), 8 if args.quick else 128)} digits, "
           "17 levels, Hutchinson trace)")
     print(f"classifier accuracy on real held-out digits: {m['classifier_real_accuracy']:.3f}")
     print(f"classifier accuracy on class-conditional samples (guidance {args.guidance:g}): {m['cond_accuracy']:.3f}")
@@ -524,7 +578,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     F = HelpFormatter
-    p = argparse.ArgumentParser(prog="stochgen", description="Stochastic-process generative models for any domain.",
+    p = ArgumentParser(prog="stochgen", description="Stochastic-process generative models for any domain.",
                                 formatter_class=F)
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -536,9 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=None, help="optimizer steps (default: one epoch if --epochs unset)")
     t.add_argument("--epochs", type=int, default=None, help="passes over the data (instead of --steps)")
     t.add_argument("--batch-size", type=int, default=128, help="samples per optimizer step")
-    t.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
-    t.add_argument("--ema", type=float, default=0.999, help="EMA decay of the weights (0 = no EMA)")
-    t.add_argument("--val-split", type=float, default=0.0, help="share of the data held out for validation")
+    t.add_argument("--lr", type=finite_float, default=2e-4, help="AdamW learning rate")
+    t.add_argument("--ema", type=finite_float, default=0.999, help="EMA decay of the weights (0 = no EMA)")
+    t.add_argument("--val-split", type=finite_float, default=0.0, help="share of the data held out for validation")
     t.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batches")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     t.add_argument("--out", "-o", default="model.ckpt", help="checkpoint path")
@@ -554,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--prediction", default=None,
                    help="what the network predicts: x0, eps, score, v, velocity, tangent_score, logits "
                         "(default: the domain's / the process family's)")
-    t.add_argument("--cond-drop", type=float, default=0.1, help="label dropout for classifier-free guidance")
+    t.add_argument("--cond-drop", type=finite_float, default=0.1, help="label dropout for classifier-free guidance")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
@@ -572,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
     s.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise")
     s.add_argument("--label", type=int, default=None, help="class to draw (class-conditional models)")
-    s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (with --label)")
+    s.add_argument("--guidance", type=finite_float, default=None, help="classifier-free guidance scale (with --label)")
     s.add_argument("--cond", action="append", metavar="NAME=FILE",
                    help="a condition the model was trained with (a .pt tensor or .npy array, one row per sample "
                         "or one for all); repeatable")
@@ -591,8 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--batch-size", type=int, default=256, help="samples per ODE solve")
     lk.add_argument("--exact", action="store_true", help="exact divergence (default: Hutchinson estimate)")
     lk.add_argument("--include-training", action="store_true", help="score training samples too")
-    lk.add_argument("--rtol", type=float, default=1e-4, help="ODE relative tolerance")
-    lk.add_argument("--atol", type=float, default=1e-4, help="ODE absolute tolerance")
+    lk.add_argument("--rtol", type=finite_float, default=1e-4, help="ODE relative tolerance")
+    lk.add_argument("--atol", type=finite_float, default=1e-4, help="ODE absolute tolerance")
     lk.add_argument("--seed", type=int, default=0, help="seed of the dequantization noise and the probes")
     lk.add_argument("--device", default="cpu", help="torch device")
     lk.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -618,10 +672,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "print held-out bits/dim and classifier scores of the samples.")
     d.add_argument("--steps", type=int, default=None, help="training steps (default 1000; 40 with --quick)")
     d.add_argument("--batch-size", type=int, default=None, help="samples per step (default 64; 32 with --quick)")
-    d.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    d.add_argument("--lr", type=finite_float, default=1e-3, help="AdamW learning rate")
     d.add_argument("--out", default="stochgen-demo", help="output folder")
     d.add_argument("--quick", action="store_true", help="tiny run (seconds) for tests")
-    d.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
+    d.add_argument("--guidance", type=finite_float, default=2.0, help="classifier-free guidance scale")
     d.add_argument("--seed", type=int, default=0, help="seed of training and sampling")
     d.add_argument("--device", default="cpu", help="torch device")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -48,6 +48,8 @@ _PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
 
 #: training sets up to this many rows are recorded in the model (``Model.train_rows``)
 MAX_RECORDED_ROWS = 250_000
+#: a global batch may repeat the training set at most this many times
+MAX_PASSES_PER_BATCH = 64
 
 
 def validation_split(data: DomainData, val_split: float, seed: int) -> tuple:
@@ -127,7 +129,7 @@ def _check_args(steps, epochs, batch_size, lr, warmup, clip, ema, val_split, val
         raise ValueError(f"epochs must be > 0, got {epochs}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not lr > 0 or warmup < 0 or (clip is not None and not clip > 0):
+    if not math.isfinite(float(lr)) or not lr > 0 or warmup < 0 or (clip is not None and not clip > 0):
         raise ValueError(f"need lr > 0, warmup >= 0, clip > 0 or None; got lr={lr}, warmup={warmup}, clip={clip}")
     if ema is not None and not 0 <= ema < 1:
         raise ValueError(f"ema is a decay in [0, 1) (or None / 0 for no EMA), got {ema}")
@@ -334,6 +336,9 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
     val, train = validation_split(data, val_split, seed)
     n_train = len(train)
     G = batch_size * ctx.world
+    if G > MAX_PASSES_PER_BATCH * n_train:
+        raise ValueError(f"a batch of {G} is more than {MAX_PASSES_PER_BATCH} passes over the {n_train} training "
+                         "samples; choose a batch_size at most the size of the data")
     if steps is None:
         steps = max(1, math.ceil(epochs * n_train / G))
     steps = int(steps)

@@ -9,6 +9,7 @@ Training checkpoints written by ``stochgen.fit`` load the same way.
 from __future__ import annotations
 
 import copy
+import math
 import os
 
 import torch
@@ -175,6 +176,8 @@ class Model:
         n = int(n)
         if steps is not None and (isinstance(steps, bool) or not float(steps).is_integer() or int(steps) < 1):
             raise ValueError(f"steps must be a positive whole number, got {steps!r}")
+        if self.state_shape is not None:
+            _check_fits_in_memory(n, self.state_shape)
         cond = self._cond(n, cond)
         fn = self.denoise
         if guidance_scale is not None:
@@ -239,6 +242,19 @@ class Model:
     def __repr__(self) -> str:
         return (f"Model(domain={self.domain!r}, process={self.process!r}, net={type(self.net).__name__}, "
                 f"prediction={self.prediction!r}, precondition={self.precondition!r}, ema={self.ema is not None})")
+
+
+def _check_fits_in_memory(n: int, state_shape, copies: int = 4) -> None:
+    """Refuse ``n`` samples whose states alone (a few working copies in float32) exceed this machine's memory."""
+    shapes = state_shape.values() if isinstance(state_shape, dict) else [state_shape]
+    per = sum(math.prod(s) for s in shapes) * 4 * copies
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux / macOS
+        return
+    if n * per > ram:
+        raise ValueError(f"{n} samples need about {n * per / 2**30:.3g} GiB for their states alone, more than this "
+                         f"machine's {ram / 2**30:.3g} GiB; draw fewer at a time")
 
 
 def _shape(s):

