@@ -36,7 +36,8 @@ FORMAT = "1"
 _KEY_FORMAT, _KEY_SPEC, _KEY_STRUCT = "stochgen_format", "stochgen_spec", "stochgen_structure"
 _BYTES = "__bytes__"
 
-__all__ = ["save", "load", "load_extra_bytes", "info", "flatten_state", "unflatten_state", "FORMAT"]
+__all__ = ["save", "load", "load_extra_bytes", "info", "flatten_state", "unflatten_state", "write_atomic",
+           "default_file_mode", "FORMAT"]
 
 
 # --- nested state <-> (tensors, JSON structure) ---------------------------------------------
@@ -202,17 +203,31 @@ def save(path, state_dicts: dict[str, Any], spec: dict, extra_bytes: dict[str, b
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot save a checkpoint to {path!r}: the folder {folder!r} does not exist")
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    # mode 0o666 minus the umask, like a file from a plain open()
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
+
+    def write(tmp):
         safetensors.torch.save_file(_unshare(tensors), tmp, metadata=metadata)
         os.chmod(tmp, default_file_mode())  # safetensors writes 0600; a checkpoint is a plain file
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+
+    return write_atomic(path, write, sync=True)
+
+
+def write_atomic(path, write, sync: bool = False) -> str:
+    """Write ``path`` without ever leaving a partial file: ``write(tmp)`` fills a hidden temporary beside
+    it (same suffix, so format-by-suffix writers work), which is then renamed over ``path``. On any
+    error the temporary is removed and an existing ``path`` is untouched. ``sync``: fsync the file and
+    its folder (checkpoints). Returns ``path``."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    tmp = os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:12]}.tmp{ext}")
+    try:
+        write(tmp)
+        if sync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -220,7 +235,8 @@ def save(path, state_dicts: dict[str, Any], spec: dict, extra_bytes: dict[str, b
         except OSError:
             pass
         raise
-    _fsync_dir(folder)
+    if sync:
+        _fsync_dir(folder)
     return path
 
 

@@ -150,28 +150,11 @@ def _per_sample_paths(path: str, n: int) -> list[str]:
     return [f"{stem}_{i:0{width}d}{ext}" for i in range(n)]
 
 
-def _write_atomic(path: str, write) -> str:
-    """``write(tmp_path)`` into a hidden file beside ``path`` (same suffix), then rename: no partial outputs."""
-    import uuid
-
-    folder, name = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(name)
-    tmp = os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:8]}.tmp{ext}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
-
-
 def _write_states(x, path: str, fmt: str, domain, nrow=None) -> str:
     import numpy as np
     import torch
+
+    from .checkpoint import write_atomic as _write_atomic
 
     if fmt == "image":
         return _write_atomic(path, lambda tmp: domain.save_grid(x, tmp, nrow=nrow))
