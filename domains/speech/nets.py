@@ -59,18 +59,23 @@ class SpeechUNet(ScoreNet):
     * ``channels``, ``num_res_blocks``, ``attention``, ``heads``, ``emb_dim``, ``embedding``,
       ``emb_scale``, ``groups``, ``dropout``, ``zero_init``: as :class:`stochgen.nets.UNet`;
     * ``patch``: the (frequency, time) patch folded into channels before the U-Net;
-    * ``conditional``: read ``y`` (default); ``False`` gives an unconditional net of ``x`` alone.
+    * ``conditional``: read ``y`` (default); ``False`` gives an unconditional net of ``x`` alone;
+    * ``residual``: return ``y + net(...)`` (for an ``x0`` prediction: the untrained net returns
+      the noisy input, and it learns the correction). The speech domain's default.
     """
 
     def __init__(self, channels: Sequence[int] = (32, 64, 64, 128), num_res_blocks: int = 1,
                  patch: Sequence[int] = (4, 2), conditional: bool = True, attention: bool = False, heads: int = 4,
                  emb_dim: int = 128, embedding: str = "sinusoidal", emb_scale: float | None = None, groups: int = 8,
-                 dropout: float = 0.0, zero_init: bool = True):
+                 dropout: float = 0.0, zero_init: bool = True, residual: bool = False):
         super().__init__()
         patch = tuple(int(p) for p in patch)
         if len(patch) != 2 or min(patch) < 1:
             raise ValueError(f"patch must be two positive integers (frequency, time), got {patch}")
         self.patch, self.conditional = patch, bool(conditional)
+        if residual and not self.conditional:
+            raise ValueError("residual=True adds the condition y to the output; it needs conditional=True")
+        self.residual = bool(residual)
         self._cond_size = 2 if self.conditional else 0  # ScoreNet reads y (B, 2, F, T) when set
         area = patch[0] * patch[1]
         self.body = UNet(in_channels=(2 + self._cond_size) * area, channels=channels, num_res_blocks=num_res_blocks,
@@ -84,7 +89,7 @@ class SpeechUNet(ScoreNet):
                 "patch": list(self.patch), "conditional": self.conditional, "attention": body["attention"],
                 "heads": body["heads"], "emb_dim": body["emb_dim"], "embedding": body["embedding"],
                 "emb_scale": body["emb_scale"], "groups": body["groups"], "dropout": body["dropout"],
-                "zero_init": body["zero_init"]}
+                "zero_init": body["zero_init"], "residual": self.residual}
 
     def forward(self, x: torch.Tensor, t, **cond) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 2 or torch.is_complex(x):
@@ -101,4 +106,7 @@ class SpeechUNet(ScoreNet):
         if pad_f or pad_t:
             h = F.pad(h, (0, pad_t, 0, pad_f))
         out = unfold(self.body(fold(h, self.patch), self._batch_time(t, x)), self.patch)
-        return out[..., :f, :n].to(x.dtype)
+        out = out[..., :f, :n]
+        if self.residual:  # predict the correction to y (an x0 network starts at the noisy input)
+            out = out + y
+        return out.to(x.dtype)
