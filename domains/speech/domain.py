@@ -361,7 +361,7 @@ class SpeechDomain(Domain):
         L = (CHUNK_FRAMES - 1) * hop
         n = x.size
         if n <= L:  # one chunk of the wave's own length (frames padded to a multiple of 16)
-            frames = 1 + max(n, hop * 8) // hop
+            frames = 1 + int(math.ceil(max(n, hop * 8) / hop))  # (frames - 1) * hop >= n
             frames = int(math.ceil(frames / 16) * 16)
             Ls = (frames - 1) * hop
             return self._chunks(model, [np.pad(x, (0, Ls - n))], generator, opts)[0][:n]
