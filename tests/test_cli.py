@@ -194,3 +194,15 @@ def test_version_and_defaults_in_help(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 128)" in text and "(default: 0.999)" in text and "(default: model.ckpt)" in text
+
+
+def test_likelihood_says_when_the_checkpoint_cannot_tell_training_rows(tmp_path, capsys):
+    dom = stochgen.domain("images")
+    model = stochgen.fit(dom, dom.split("digits", held_out=0.5, seed=0)[0], steps=2, batch_size=8, progress=False)
+    model.train_rows = None  # as a model built outside fit (or by an older stochgen) has it
+    path = model.save(tmp_path / "old.ckpt")
+    assert stochgen.load(path).train_rows is None
+    assert main(["likelihood", str(path), "digits", "-n", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "records no training rows, so DATA may include training samples" in out
+    assert "scoring the first 2 of 1797 samples" in out
