@@ -10,7 +10,10 @@ Modules (each imported on first use, so ``domains.speech.cli`` stays light):
   babble, shoebox reverberation), ``python -m domains.speech.corpus``;
 * :mod:`~domains.speech.metrics`: SI-SDR, PESQ wide-band, ESTOI, folder evaluation;
 * :mod:`~domains.speech.cli`: the ``speech-metrics`` verb for ``stochgen``;
-* :mod:`~domains.speech.nets`: :class:`SpeechUNet`, the conditional spectrogram U-Net.
+* :mod:`~domains.speech.nets`: :class:`SpeechUNet`, the conditional spectrogram U-Net;
+* :mod:`~domains.speech.domain`: :class:`SpeechDomain` (``stochgen.domain("speech")``: paired folders ->
+  spectrogram crops, OU-VE / IR-SDE / predictive baseline, ``enhance(wave, sr, model=None, task=...)``,
+  shipped default weights in ``domains/speech/weights/``); the ``enhance`` verb is in :mod:`~domains.speech.cli`.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import importlib
 
 __all__ = ["SpecCodec", "to_channels", "from_channels", "read_wav", "write_wav", "pair_files", "split_pairs",
            "load_pairs", "make_corpus", "si_sdr", "pesq_wb", "estoi", "evaluate_dirs", "SAMPLE_RATE",
-           "SpeechUNet"]
+           "SpeechUNet", "SpeechDomain", "Predictive"]
 
 _WHERE = {
     "SpecCodec": "stft", "to_channels": "stft", "from_channels": "stft",
@@ -27,6 +30,7 @@ _WHERE = {
     "make_corpus": "corpus",
     "si_sdr": "metrics", "pesq_wb": "metrics", "estoi": "metrics", "evaluate_dirs": "metrics",
     "SpeechUNet": "nets",
+    "SpeechDomain": "domain", "Predictive": "domain",
 }
 
 
