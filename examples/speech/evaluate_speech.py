@@ -24,7 +24,9 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--model", default=None, help="checkpoint (default: the shipped model of --task)")
     p.add_argument("--task", default="enhance")
-    p.add_argument("--sampler", default=None, help="sampler name, or 'none' for the unprocessed input")
+    p.add_argument("--sampler", default=None,
+                   help="sampler name; 'none' scores the unprocessed input, 'noisereduce' the classical baseline "
+                        "(noisereduce.reduce_noise, non-stationary spectral gating; the bench extra)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--options", default="{}", help="JSON sampler options, e.g. '{\"order\": 1}'")
     p.add_argument("--limit", type=int, default=None, help="only the first N files")
@@ -43,11 +45,19 @@ def main(argv=None) -> int:
 
     dom = SpeechDomain(task=args.task)
     pairs = load_pairs(args.corpus, args.split)[::args.every][:args.limit]
-    model = None if args.sampler == "none" else dom.resolve_model(args.model, args.task)
+    classical = args.sampler in ("none", "noisereduce")
+    model = None if classical else dom.resolve_model(args.model, args.task)
+    if args.sampler == "noisereduce":
+        import noisereduce
     opts = json.loads(args.options)
     rows, secs, audio, nfe = [], 0.0, 0.0, None
     for name, noisy, clean in pairs:
-        if model is None:
+        if args.sampler == "noisereduce":
+            t0 = time.perf_counter()
+            est = noisereduce.reduce_noise(y=noisy, sr=16000, stationary=False, n_jobs=1).astype(np.float32)
+            secs += time.perf_counter() - t0
+            est = est[:noisy.size] if est.size >= noisy.size else np.pad(est, (0, noisy.size - est.size))
+        elif model is None:
             est = noisy
         else:
             kw = dict(opts)
@@ -68,7 +78,7 @@ def main(argv=None) -> int:
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ("si_sdr", "estoi", "pesq")}
     summary = {"model": args.model or f"shipped:{args.task}", "sampler": args.sampler or "default",
                "steps": args.steps, "options": opts, "files": len(rows), "nfe": nfe,
-               "rtf": secs / audio if model is not None else None, "threads": args.threads, **mean}
+               "rtf": secs / audio if args.sampler != "none" else None, "threads": args.threads, **mean}
     print(json.dumps(summary))
     if args.json:
         with open(args.json, "a") as f:
