@@ -476,7 +476,6 @@ def cmd_demo(args) -> int:
     _check_output(os.path.join(args.out, "model.ckpt"), "demo output")
     steps = args.steps or (40 if args.quick else 1000)
     batch = args.batch_size or (32 if args.quick else 64)
-    os.makedirs(args.out, exist_ok=True)
     dom = _resolve_domain("images")
     train, test = dom.split("digits", held_out=0.2, seed=0)
     print(f"stochgen demo: {len(train)} training / {len(test)} held-out 8x8 digits (17 grey levels), "
@@ -486,6 +485,7 @@ def cmd_demo(args) -> int:
     model = stochgen.fit(dom, train, steps=steps, batch_size=batch, lr=args.lr, seed=args.seed, device=args.device,
                          progress=not args.no_progress, warmup=min(100, steps // 10), ema=0.995 if steps > 500 else 0.9)
     t_fit = time.time() - t0
+    os.makedirs(args.out, exist_ok=True)  # only now: a run refused or failed in training leaves no folder
     ckpt = model.save(os.path.join(args.out, "model.ckpt"))
     g = torch.Generator().manual_seed(args.seed)
     per_row = 4 if args.quick else 10

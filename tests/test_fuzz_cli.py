@@ -67,6 +67,28 @@ def world(tmp_path_factory):
     files["fake_wav"] = str(root / "fake.wav")
     (root / "zero.wav").write_bytes(b"")
     files["zero_file"] = str(root / "zero.wav")
+    # real audio (stdlib wave): a valid mono 16-bit clip, a stereo one, an 8-bit one, a folder of clips
+    import wave
+
+    def wav(path, channels=1, width=2, rate=16000, seconds=0.5):
+        n = int(rate * seconds)
+        sig = (0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / rate) * (2 ** (8 * width - 1) - 1))
+        sig = np.repeat(sig[:, None], channels, 1)
+        data = (sig + 128).astype(np.uint8) if width == 1 else sig.astype(np.int16)
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(channels)
+            w.setsampwidth(width)
+            w.setframerate(rate)
+            w.writeframes(data.tobytes())
+        return str(path)
+
+    files["wav"] = wav(root / "clip.wav")
+    files["wav_stereo"] = wav(root / "stereo.wav", channels=2)
+    files["wav_8bit"] = wav(root / "eight.wav", width=1)
+    (root / "wavs").mkdir()
+    for i in range(2):
+        wav(root / "wavs" / f"u{i}.wav", rate=22050)
+    files["wav_dir"] = str(root / "wavs")
     files["missing"] = str(root / "no" / "such" / "file.ckpt")
     files["missing_dir"] = str(root / "no_such_dir")
     files["png_dir"] = str(root / "pngs")
@@ -94,7 +116,8 @@ DEVICES = ["nonsense", "cuda:99", "meta", "cpu:1", ""]
 
 def _paths(world):
     keys = ["ckpt", "base_ckpt", "truncated", "text", "foreign_pt", "wrong_npy", "nan_npy", "empty_npy",
-            "empty_dir", "dir_ckpt", "fake_wav", "zero_file", "missing", "missing_dir", "png_dir"]
+            "empty_dir", "dir_ckpt", "fake_wav", "zero_file", "missing", "missing_dir", "png_dir", "wav",
+            "wav_stereo", "wav_8bit", "wav_dir"]
     return [world[k] for k in keys] + ["digits", "mnist-does-not-exist"]
 
 
@@ -110,7 +133,7 @@ def _hostile(action, world, verb="") -> list[str]:
         return COUNTS + (HUGE if dest in HUGE_REFUSED.get(verb, ()) else [])
     if action.type is float:
         return FLOATS
-    if dest in ("out", "log", "csv", "plot", "output", "o"):
+    if dest in OUTPUT_DESTS:
         return [world["missing_dir"] + "/x/../../" + "\x00bad", "/proc/forbidden/x.ckpt", world["dir_ckpt"],
                 world["empty_dir"], "/", world["text"] + "/inside.pt"]
     return STRINGS + _paths(world)
@@ -167,7 +190,10 @@ def _flags(parser):
             for s in a.option_strings}
 
 
-def _generic(verb: str, parser, world, data) -> list[str]:
+OUTPUT_DESTS = ("out", "log", "csv", "plot", "output", "o")
+
+
+def _generic(verb: str, parser, world, data, out: str) -> list[str]:
     """A command line for a verb with no valid base: positionals from the file pool, some options hostile."""
     argv = [verb]
     for act in parser._actions:
@@ -178,8 +204,14 @@ def _generic(verb: str, parser, world, data) -> list[str]:
         elif act.required or data.draw(st.booleans(), label=f"give {act.dest}"):
             if isinstance(act, argparse._StoreTrueAction):
                 argv.append(act.option_strings[-1])
+            elif act.choices:
+                pool = [str(c) for c in act.choices] + STRINGS[:3]
+                argv += [act.option_strings[-1], data.draw(st.sampled_from(pool), label=act.dest)]
             else:
-                pool = _hostile(act, world) + _paths(world)
+                typed = act.type in (int, float) or getattr(act.type, "__name__", "") == "finite_float"
+                pool = _hostile(act, world, verb) + (["1", "2", "3"] if typed else _paths(world))
+                if act.dest in OUTPUT_DESTS:  # fresh, writable outputs too, so valid runs happen
+                    pool += [os.path.join(out, n) for n in ("o.wav", "odir", "o.csv", "o.png", "o.pt")]
                 argv += [act.option_strings[-1], data.draw(st.sampled_from(pool), label=act.dest)]
     return argv
 
@@ -256,7 +288,7 @@ def test_every_verb_refuses_hostile_input_in_one_line(verb, world, tmp_path_fact
               suppress_health_check=list(HealthCheck))
     @given(st.data())
     def case(data):
-        argv = _mutate(base, parser, world, data) if base else _generic(verb, parser, world, data)
+        argv = _mutate(base, parser, world, data) if base else _generic(verb, parser, world, data, out)
         _run_case(argv, world, out, capsys)
 
     case()
