@@ -506,8 +506,53 @@ def cmd_demo(args) -> int:
     print(f"classifier accuracy on real held-out digits: {m['classifier_real_accuracy']:.3f}")
     print(f"classifier accuracy on class-conditional samples (guidance {args.guidance:g}): {m['cond_accuracy']:.3f}")
     print("per-class share of unconditional samples: " + " ".join(f"{k}:{s:.2f}" for k, s in enumerate(shares)))
+    _domain_demos(args)
     print(f"total {time.time() - t0:.0f} s")
     return 0
+
+
+def _builtin_domain_packages() -> dict[str, str]:
+    """``{name: folder}`` of the built-in ``domains/<name>`` packages (found without entry points)."""
+    try:
+        spec = importlib.util.find_spec("domains")
+    except (ImportError, ValueError):
+        spec = None
+    out = {}
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        for e in sorted(os.listdir(folder)):
+            if e.isidentifier() and os.path.isfile(os.path.join(folder, e, "__init__.py")):
+                out.setdefault(e, os.path.join(folder, e))
+    return out
+
+
+def _builtin_domain_names() -> list[str]:
+    from stochgen.domain import names
+
+    return sorted(set(names()) | set(_builtin_domain_packages()))
+
+
+def _domain_demos(args) -> None:
+    """Every other domain that ships a model shows it (``Domain.demo``), each in ``OUT/<name>/``."""
+    from stochgen.domain import Domain
+
+    for name in _builtin_domain_names():
+        if name in ("images", "base"):
+            continue
+        try:
+            dom = _resolve_domain(name)
+        except (CLIError, ImportError, ValueError):
+            continue
+        if type(dom).demo is Domain.demo:
+            continue
+        print(f"\n{name}:", flush=True)
+        try:
+            lines = dom.demo(os.path.join(args.out, name), quick=args.quick, seed=args.seed, device=args.device,
+                             progress=not args.no_progress)
+        except ImportError as exc:
+            print(f"  skipped: {exc}")
+            continue
+        for line in lines or []:
+            print(f"  {line}")
 
 
 # --- parser -----------------------------------------------------------------------------------------
@@ -527,15 +572,10 @@ def _verb_adders() -> dict:
         eps = entry_points().get(VERB_ENTRY_POINT_GROUP, [])
     for ep in eps:
         found[ep.value.split(":")[0]] = ep.load
-    try:
-        spec = importlib.util.find_spec("domains")
-    except (ImportError, ValueError):
-        spec = None
-    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
-        for name in sorted(os.listdir(folder)):
-            if name.isidentifier() and os.path.isfile(os.path.join(folder, name, "cli.py")):
-                mod = f"domains.{name}.cli"
-                found.setdefault(mod, lambda mod=mod: getattr(importlib.import_module(mod), "add_verbs"))
+    for name, folder in _builtin_domain_packages().items():
+        if os.path.isfile(os.path.join(folder, "cli.py")):
+            mod = f"domains.{name}.cli"
+            found.setdefault(mod, lambda mod=mod: getattr(importlib.import_module(mod), "add_verbs"))
     return found
 
 

@@ -358,6 +358,14 @@ class Domain:
         """Samples put back into the data's range before they are written (``stochgen sample``). Base: as is."""
         return x
 
+    #: a domain with a shipped model shows it in ``stochgen demo`` by overriding :meth:`demo`
+    def demo(self, out: str, quick: bool = False, seed: int = 0, device: str = "cpu",
+             progress: bool = True) -> list[str] | None:
+        """Show the domain's shipped model in seconds on embedded data: write files (a figure among
+        them) into the folder ``out`` and return the lines to print. Base: None (nothing to show).
+        Raise ImportError (naming the extra to install) when an optional package is missing."""
+        return None
+
     def save_grid(self, x, path, nrow: int | None = None) -> str:
         """Draw samples into a PNG (``stochgen sample -o out.png``). Base: not an image domain."""
         raise ValueError(f"the {self.name} domain cannot draw a PNG; write the samples to a .pt or .npy file")
