@@ -380,18 +380,7 @@ def cmd_likelihood(args) -> int:
     model = _load_model(args.ckpt, args.device)
     if not family_of(model.process).likelihood:
         raise CLIError(f"the exact likelihood is not defined for this model: {describe(model.process)}")
-    data = model.domain.prepare(model.domain.load(args.data), model.process)
-    held, skipped = (data, None) if args.include_training else model.held_out(data)
-    if skipped is None:
-        what = ("all of DATA, training samples included (--include-training)" if args.include_training else
-                "the checkpoint records no training rows, so DATA may include training samples")
-    elif skipped:
-        what = f"held-out samples only: {skipped} of the {len(data)} samples of DATA were training data and are skipped"
-    else:
-        what = f"none of the {len(data)} samples of DATA was training data"
-    if len(held) == 0:
-        raise CLIError(f"all {len(data)} samples of {args.data} were used to train this model: give held-out data "
-                       "(or --include-training to score training data)")
+    held, what = _held_out(model, args)
     n = min(args.n, len(held))
     print(f"scoring the first {n} of {len(held)} samples ({what}); seed {args.seed}", flush=True)
     x = held.x[:n].to(model.device)
@@ -421,11 +410,31 @@ def cmd_likelihood(args) -> int:
     return 0
 
 
+def _held_out(model, args):
+    """The rows of ``args.data`` the model was not trained on (all with ``--include-training``), and what they are."""
+    data = model.domain.prepare(model.domain.load(args.data), model.process)
+    held, skipped = (data, None) if args.include_training else model.held_out(data)
+    if skipped is None:
+        what = ("all of DATA, training samples included (--include-training)" if args.include_training else
+                "the checkpoint records no training rows, so DATA may include training samples")
+    elif skipped:
+        what = f"held-out samples only: {skipped} of the {len(data)} samples of DATA were training data and are skipped"
+    else:
+        what = f"none of the {len(data)} samples of DATA was training data"
+    if len(held) == 0:
+        raise CLIError(f"all {len(data)} samples of {args.data} were used to train this model: give held-out data "
+                       "(or --include-training to score training data)")
+    return held, what
+
+
 def cmd_metrics(args) -> int:
+    _positive(args.n, "-n")
     _device(args.device)
     model = _load_model(args.ckpt, args.device)
-    data = model.domain.prepare(model.domain.load(args.data), model.process)
-    m = model.domain.metrics(model, data)
+    held, what = _held_out(model, args)
+    n = min(args.n, len(held))
+    print(f"evaluating on the first {n} of {len(held)} samples ({what})", flush=True)
+    m = model.domain.metrics(model, held.subset(range(n)))
     if not m:
         print(f"the {model.domain.name} domain defines no metrics")
         return 0
@@ -676,9 +685,12 @@ def build_parser() -> argparse.ArgumentParser:
     lk.set_defaults(func=cmd_likelihood)
 
     mt = sub.add_parser("metrics", help="the domain's quality metrics of a checkpoint on DATA", formatter_class=F,
-                        description="Evaluate a checkpoint with its domain's own metrics on DATA.")
+                        description="Evaluate a checkpoint with its domain's own metrics on DATA (samples the "
+                                    "model was trained on are skipped, as in likelihood).")
     mt.add_argument("ckpt", help="checkpoint file")
     mt.add_argument("data", help="data the model's domain knows")
+    mt.add_argument("-n", type=int, default=256, help="evaluate on the first N held-out samples")
+    mt.add_argument("--include-training", action="store_true", help="use training samples too")
     mt.add_argument("--device", default="cpu", help="torch device")
     mt.set_defaults(func=cmd_metrics)
 

@@ -116,9 +116,17 @@ def test_domain_metrics_are_called_by_fit_and_the_cli(tmp_path, capsys):
         stochgen.fit(_Counting(), x, steps=2, metrics_every=1, progress=False)
     torch.save(x, tmp_path / "x.pt")
     ck = str(m.save(tmp_path / "m.ckpt"))
-    assert main(["metrics", ck, str(tmp_path / "x.pt")]) == 0
+    assert main(["metrics", ck, str(tmp_path / "x.pt"), "--include-training"]) == 0
     out = capsys.readouterr().out
     assert "n: 100.0000" in out and abs(float(out.split("mean0:")[1]) - float(x[:, 0].mean())) < 1e-3
+    # by default only the 20 rows fit held out for validation are evaluated
+    from stochgen.fit import validation_split
+
+    val = validation_split(_Counting().load(x), 0.2, 0)[0]
+    assert main(["metrics", ck, str(tmp_path / "x.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "n: 20.0000" in out and abs(float(out.split("mean0:")[1]) - float(val.x[:, 0].mean())) < 1e-3
+    assert "80 of the 100 samples of DATA were training data" in out
     assert main(["train", "test-counting", str(tmp_path / "x.pt"), "--steps", "2", "--val-split", "0.1",
                  "--out", str(tmp_path / "c.ckpt"), "--no-progress"]) == 0
     assert "held-out metrics: n 10.0000" in capsys.readouterr().out

@@ -149,6 +149,7 @@ def _bases(world, out):
         "likelihood": ["likelihood", world["ckpt"], "digits", "-n", "1", "--rtol", "0.3", "--atol", "0.3",
                        "--no-progress"],
         "info": ["info", world["ckpt"]],
+        "metrics": ["metrics", world["ckpt"], "digits", "-n", "2"],
         "demo": ["demo", "--quick", "--steps", "1", "--batch-size", "2", "--out", os.path.join(out, "demo"),
                  "--no-progress"],
     }
