@@ -46,6 +46,9 @@ def parse(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resume", action="store_true", help="continue OUT/train.ckpt")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="start from the (EMA) weights of this speech model, e.g. the shipped enhance model "
+                        "(fine-tuning dereverb from enhance)")
     p.add_argument("--export", default=None, metavar="WEIGHTS",
                    help="instead of training: write OUT/train.ckpt's EMA network as a model file WEIGHTS")
     return p.parse_args(argv)
@@ -99,8 +102,13 @@ def main(argv=None) -> int:
     settings.update(corpus=corpus, crops=len(data), clips=data.info["clips"], command=" ".join(sys.argv))
     with open(os.path.join(out, "settings.json"), "w") as f:
         json.dump(settings, f, indent=1)
+    network = None
+    if args.init and not (args.resume and os.path.exists(ckpt)):
+        import copy
+
+        network = copy.deepcopy(stochgen.load(args.init).weights).train().requires_grad_(True)
     t0 = time.time()
-    model = stochgen.fit(dom, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+    model = stochgen.fit(dom, data, network=network, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                          ema=args.ema, seed=args.seed, ckpt_every=args.ckpt_every, ckpt_path=ckpt,
                          resume=ckpt if (args.resume and os.path.exists(ckpt)) else None,
                          log=os.path.join(out, "train.csv"), log_every=20, progress=False, cond_drop=0.0)
