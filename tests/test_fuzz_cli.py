@@ -235,6 +235,8 @@ def _run_case(argv, world, out, capsys):
             fh.write(repr(argv) + "\n")
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(CASE_SECONDS)
+    cwd = os.getcwd()
+    os.chdir(out)  # relative output names land in the case's folder, never in the checkout
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -247,6 +249,7 @@ def _run_case(argv, world, out, capsys):
     except Exception as exc:  # noqa: BLE001 - the property under test
         pytest.fail(f"{argv} raised {type(exc).__name__}: {exc}")
     finally:
+        os.chdir(cwd)
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
     cap = capsys.readouterr()
