@@ -67,8 +67,14 @@ def _resolve_domain(name: str, **settings):
             raise CLIError(str(exc)) from None
         try:
             mod = importlib.import_module(f"domains.{name}")
+            if importlib.util.find_spec(f"domains.{name}.domain") is not None:
+                importlib.import_module(f"domains.{name}.domain")  # registers itself on import
         except ImportError:
             raise CLIError(str(exc)) from None
+        from stochgen.domain import names
+
+        if name in names():
+            return stochgen.domain(name, **settings)
         for obj in vars(mod).values():
             if isinstance(obj, type) and issubclass(obj, stochgen.Domain) and getattr(obj, "name", None) == name:
                 register_domain(name, obj)

@@ -404,6 +404,14 @@ class SpeechDomain(Domain):
         w = self.decode(est.cpu(), arr.shape[1]).numpy()
         return list(w / g[:, None])
 
+    # --- demo ------------------------------------------------------------------------------------------
+    def demo(self, out: str, quick: bool = False, seed: int = 0, device: str = "cpu",
+             progress: bool = True) -> list[str]:
+        """``stochgen demo``: enhance an embedded clip with pink noise by the shipped model (domains/speech/demo.py)."""
+        from .demo import run
+
+        return run(self, out, quick=quick, seed=seed, device=device, progress=progress)
+
     # --- metrics ---------------------------------------------------------------------------------------
     def metrics(self, model, data: DomainData, n: int = 8, **opts) -> dict:
         """SI-SDR, ESTOI and PESQ-wb of the first ``n`` validation crops enhanced with the model's defaults."""
