@@ -190,6 +190,17 @@ def finite_float(text: str) -> float:
     return v
 
 
+def seed_int(text: str) -> int:
+    """argparse type: a seed, a whole number in 0 .. 2**32 - 1 (what torch and numpy both accept)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= v < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"a seed lies in 0 .. 4294967295, got {v}")
+    return v
+
+
 def _device(name: str) -> str:
     """A torch device this machine has, or a one-line error."""
     import torch
@@ -631,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=finite_float, default=2e-4, help="AdamW learning rate")
     t.add_argument("--ema", type=finite_float, default=0.999, help="EMA decay of the weights (0 = no EMA)")
     t.add_argument("--val-split", type=finite_float, default=0.0, help="share of the data held out for validation")
-    t.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batches")
+    t.add_argument("--seed", type=seed_int, default=0, help="seed of the split, the initial weights and the batches")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     t.add_argument("--out", "-o", default="model.ckpt", help="checkpoint path")
     t.add_argument("--log", default=None, help="training log (.csv or .jsonl)")
@@ -662,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=int, default=None, help="images per row of a grid (default: about sqrt(n))")
     s.add_argument("--sampler", default=None, help="sampler name (default: the checkpoint's)")
     s.add_argument("--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise")
+    s.add_argument("--seed", type=seed_int, default=0, help="seed of the sampler's noise")
     s.add_argument("--label", type=int, default=None, help="class to draw (class-conditional models)")
     s.add_argument("--guidance", type=finite_float, default=None, help="classifier-free guidance scale (with --label)")
     s.add_argument("--cond", action="append", metavar="NAME=FILE",
@@ -685,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--include-training", action="store_true", help="score training samples too")
     lk.add_argument("--rtol", type=finite_float, default=1e-4, help="ODE relative tolerance")
     lk.add_argument("--atol", type=finite_float, default=1e-4, help="ODE absolute tolerance")
-    lk.add_argument("--seed", type=int, default=0, help="seed of the dequantization noise and the probes")
+    lk.add_argument("--seed", type=seed_int, default=0, help="seed of the dequantization noise and the probes")
     lk.add_argument("--device", default="cpu", help="torch device")
     lk.add_argument("--no-progress", action="store_true", help="no progress bar")
     lk.set_defaults(func=cmd_likelihood)
@@ -717,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="stochgen-demo", help="output folder")
     d.add_argument("--quick", action="store_true", help="tiny run (seconds) for tests")
     d.add_argument("--guidance", type=finite_float, default=2.0, help="classifier-free guidance scale")
-    d.add_argument("--seed", type=int, default=0, help="seed of training and sampling")
+    d.add_argument("--seed", type=seed_int, default=0, help="seed of training and sampling")
     d.add_argument("--device", default="cpu", help="torch device")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)

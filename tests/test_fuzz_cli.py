@@ -129,9 +129,9 @@ def _hostile(action, world, verb="") -> list[str]:
     dest = action.dest
     if dest == "device":
         return DEVICES
-    if action.type is int:
+    if action.type is int or getattr(action.type, "__name__", "") == "seed_int":
         return COUNTS + (HUGE if dest in HUGE_REFUSED.get(verb, ()) else [])
-    if action.type is float:
+    if action.type is float or getattr(action.type, "__name__", "") == "finite_float":
         return FLOATS
     if dest in OUTPUT_DESTS:
         return [world["missing_dir"] + "/x/../../" + "\x00bad", "/proc/forbidden/x.ckpt", world["dir_ckpt"],
@@ -209,7 +209,7 @@ def _generic(verb: str, parser, world, data, out: str) -> list[str]:
                 pool = [str(c) for c in act.choices] + STRINGS[:3]
                 argv += [act.option_strings[-1], data.draw(st.sampled_from(pool), label=act.dest)]
             else:
-                typed = act.type in (int, float) or getattr(act.type, "__name__", "") == "finite_float"
+                typed = act.type in (int, float) or getattr(act.type, "__name__", "") in ("finite_float", "seed_int")
                 pool = _hostile(act, world, verb) + (["1", "2", "3"] if typed else _paths(world))
                 if act.dest in OUTPUT_DESTS:  # fresh, writable outputs too, so valid runs happen
                     pool += [os.path.join(out, n) for n in ("o.wav", "odir", "o.csv", "o.png", "o.pt")]
