@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, clean_name, read_wav, wav_files
+from .audio import SAMPLE_RATE, pair_files, read_wav
 
 __all__ = ["si_sdr", "pesq_wb", "estoi", "evaluate_pair", "evaluate_dirs", "write_csv", "SI_SDR_CAP_DB",
            "METRICS"]
@@ -104,18 +104,8 @@ def evaluate_dirs(clean_dir, est_dir, sr: int = SAMPLE_RATE, progress: bool = Fa
     estimate without a clean partner, or whose length differs from it, is a ``ValueError``
     naming the file; missing folders a ``FileNotFoundError``.
     """
-    estimates = wav_files(est_dir)
-    clean = {p.name: p for p in wav_files(clean_dir)}
-    if not estimates:
-        raise ValueError(f"{est_dir}: holds no .wav files")
-    # partners first: a missing one is reported before any slow scoring
-    pairs = []
-    for p in estimates:
-        partner = clean.get(p.name) or clean.get(clean_name(p.name))
-        if partner is None:
-            want = p.name if clean_name(p.name) == p.name else f"{p.name} or {clean_name(p.name)}"
-            raise ValueError(f"{p}: no clean partner ({want}) in {clean_dir}")
-        pairs.append((p, partner))
+    # partners first: a missing one is reported before any slow scoring (the estimates pair like noisy files)
+    pairs = pair_files(clean_dir, est_dir)
     it = pairs
     if progress:
         from tqdm.auto import tqdm
