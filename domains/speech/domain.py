@@ -42,8 +42,7 @@ import torch
 import stochgen
 from stochgen import processes
 from stochgen.domain import Domain, DomainData, register_domain
-from stochgen.processes.base import Marginal
-from stochgen.processes.mean_reverting import OUVE
+from stochgen.processes import OUVE, Marginal
 
 from .audio import SAMPLE_RATE, load_pairs, resample
 from .stft import SpecCodec, from_channels, to_channels
