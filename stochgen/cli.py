@@ -23,7 +23,7 @@ import os
 import sys
 import time
 
-__all__ = ["main", "build_parser", "CLIError", "VERB_ENTRY_POINT_GROUP"]
+__all__ = ["main", "build_parser", "CLIError", "VERB_ENTRY_POINT_GROUP", "check_device", "finite_float", "seed_int"]
 
 #: entry-point group of command-line verbs added by domains: ``name = "module:add_verbs"``, where
 #: ``add_verbs(subparsers)`` adds parsers with ``set_defaults(func=run)`` and ``run(args) -> int``
@@ -201,7 +201,7 @@ def seed_int(text: str) -> int:
     return v
 
 
-def _device(name: str) -> str:
+def check_device(name: str) -> str:
     """A torch device this machine has, or a one-line error."""
     import torch
 
@@ -300,7 +300,7 @@ def cmd_train(args) -> int:
         _check_output(args.log, "training log")
         if not args.log.lower().endswith((".csv", ".jsonl")):
             raise CLIError(f"--log {args.log!r}: the training log is a .csv or .jsonl file")
-    _device(args.device)
+    check_device(args.device)
     _positive(args.steps, "--steps")
     _positive(args.epochs, "--epochs")
     _positive(args.batch_size, "--batch-size")
@@ -336,7 +336,7 @@ def cmd_sample(args) -> int:
 
     _check_output(args.out, "output")
     fmt = _output_format(args.out)
-    _device(args.device)
+    check_device(args.device)
     _positive(args.n, "-n")
     _positive(args.steps, "--steps")
     _positive(args.nrow, "--nrow")
@@ -393,7 +393,7 @@ def cmd_likelihood(args) -> int:
 
     _positive(args.n, "-n")
     _positive(args.batch_size, "--batch-size")
-    _device(args.device)
+    check_device(args.device)
     model = _load_model(args.ckpt, args.device)
     if not family_of(model.process).likelihood:
         raise CLIError(f"the exact likelihood is not defined for this model: {describe(model.process)}")
@@ -446,7 +446,7 @@ def _held_out(model, args):
 
 def cmd_metrics(args) -> int:
     _positive(args.n, "-n")
-    _device(args.device)
+    check_device(args.device)
     model = _load_model(args.ckpt, args.device)
     held, what = _held_out(model, args)
     n = min(args.n, len(held))
@@ -498,7 +498,7 @@ def cmd_demo(args) -> int:
 
     _positive(args.steps, "--steps")
     _positive(args.batch_size, "--batch-size")
-    _device(args.device)
+    check_device(args.device)
     _check_output(os.path.join(args.out, "model.ckpt"), "demo output")
     steps = args.steps or (40 if args.quick else 1000)
     batch = args.batch_size or (32 if args.quick else 64)

@@ -208,19 +208,12 @@ def _check_plot(path: str) -> None:
 
 
 def _device(name: str):
+    """The torch device of ``--device``, checked as every stochgen verb checks it."""
     import torch
 
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"--device {name!r}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise ValueError(f"--device {name}: no such CUDA device here")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {name}: unsupported device type {dev.type!r}")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {name}: MPS is not available here")
-    return dev
+    from stochgen.cli import check_device
+
+    return torch.device(check_device(name))
 
 
 def _load_speech_model(args, dev):
