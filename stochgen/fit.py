@@ -116,6 +116,22 @@ class _Log:
                 f.write(json.dumps(row) + "\n")
 
 
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int, schedule: str = "constant", lr_min: float = 0.0) -> float:
+    """The learning rate of 0-based ``step`` of ``steps``: linear warm-up over ``warmup`` steps, then
+    ``schedule`` (constant, or cosine / linear decay reaching ``lr_min`` at the last step)."""
+    if warmup > 0 and step < warmup:
+        return lr * (step + 1) / warmup
+    if schedule == "constant":
+        return lr
+    span = max(1, steps - 1 - warmup)
+    frac = min(1.0, max(0.0, (step - warmup) / span))
+    w = 0.5 * (1 + math.cos(math.pi * frac)) if schedule == "cosine" else 1 - frac
+    return lr_min + (lr - lr_min) * w
+
+
 def _check_args(steps, epochs, batch_size, lr, warmup, clip, ema, val_split, val_every, ckpt_every, ckpt_path,
                 precision, cond_drop, metrics_every=None):
     if steps is None and epochs is None:
@@ -258,14 +274,17 @@ def _drop_conds(cond: dict, drops: dict, g: torch.Generator) -> dict:
 def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmup=100, weight_decay=0.0, clip=1.0,
         ema=0.999, seed=0, val_split=0.0, val_every=None, ckpt_every=None, ckpt_path=None, resume=None,
         device="cpu", precision="float32", log=None, progress=True, process=None, network=None, prediction=None,
-        cond_drop=0.1, log_every=10, metrics_every=None, objective_options=None) -> Model:
+        cond_drop=0.1, log_every=10, metrics_every=None, objective_options=None, lr_schedule="constant",
+        lr_min=0.0) -> Model:
     """Train a model on ``data`` of ``domain`` and return a :class:`stochgen.Model`.
 
     * ``domain``: a :class:`stochgen.Domain` or a registered name; ``data``: anything
       ``domain.load`` takes (or :class:`DomainData`).
     * ``steps`` (or ``epochs``); ``batch_size`` per process (the global batch is
       ``batch_size * world_size``); AdamW with ``lr``, linear warm-up over ``warmup``
-      steps, ``weight_decay``; gradient-norm clipping at ``clip`` (None: off);
+      steps, then ``lr_schedule``: ``"constant"``, or ``"cosine"`` / ``"linear"`` decay from ``lr``
+      to ``lr_min`` at the last step (a function of the step, so a resumed run follows it too);
+      ``weight_decay``; gradient-norm clipping at ``clip`` (None: off);
       ``ema`` decay of the float32 EMA copy used for sampling (None or 0: off).
     * ``process``, ``network`` (module or nets spec), ``prediction``: default to the
       domain's. EDM processes with an ``"x0"`` prediction get EDM preconditioning.
@@ -294,6 +313,10 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmu
 
     _check_args(steps, epochs, batch_size, lr, warmup, clip, ema, val_split, val_every, ckpt_every, ckpt_path,
                 precision, 0.0 if isinstance(cond_drop, dict) else cond_drop, metrics_every)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    if not (math.isfinite(float(lr_min)) and 0 <= float(lr_min) <= float(lr)):
+        raise ValueError(f"lr_min must lie in [0, lr={lr}], got {lr_min}")
     if isinstance(domain, str):
         domain = _domain(domain)
     if not isinstance(domain, Domain):
@@ -311,14 +334,15 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmu
                         resume=resume, device=torch.device(device), precision=precision, log=log,
                         progress=progress, process=process, network=network, prediction=prediction,
                         cond_drop=cond_drop, log_every=max(1, int(log_every)), metrics_every=metrics_every,
-                        objective_options=objective_options)
+                        objective_options=objective_options, lr_schedule=lr_schedule, lr_min=float(lr_min))
     finally:
         _dist.teardown(ctx)
 
 
 def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_decay, clip, ema, seed, val_split,
          val_every, ckpt_every, ckpt_path, resume, device, precision, log, progress, process, network, prediction,
-         cond_drop, log_every, metrics_every=None, objective_options=None) -> Model:
+         cond_drop, log_every, metrics_every=None, objective_options=None, lr_schedule="constant",
+         lr_min=0.0) -> Model:
     data = data if isinstance(data, DomainData) else domain.load(data)
     states = spec = None
     if resume is not None:
@@ -408,7 +432,8 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
         spec = dict(model.spec)
         spec["train"] = {"step": step_done, "steps": steps, "batch_size": batch_size, "world_size": ctx.world,
                          "seed": seed, "lr": lr, "warmup": warmup, "weight_decay": weight_decay, "clip": clip,
-                         "cond_drop": cond_drop, "precision": precision}
+                         "cond_drop": cond_drop, "precision": precision, "lr_schedule": lr_schedule,
+                         "lr_min": lr_min}
         train_state = {"step": step_done, "rng": g_train.get_state(), "torch_rng": torch.get_rng_state(),
                        "seed": seed, "global_batch": G,
                        "loss": torch.tensor(model.history["loss"], dtype=torch.float64),
@@ -443,7 +468,7 @@ def _fit(ctx, domain, data, *, steps, epochs, batch_size, lr, warmup, weight_dec
     sl = slice(ctx.rank * batch_size, (ctx.rank + 1) * batch_size)
     for step in range(start, steps):
         for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup > 0 else lr
+            group["lr"] = lr_at(step, steps, lr, warmup, lr_schedule, lr_min)
         idx = batch_indices(step, G, n_train, seed)
         labels = train.labels[idx] if use_labels else None
         if labels is not None and cond_drop.get("label", 0) > 0:

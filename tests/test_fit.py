@@ -216,3 +216,41 @@ def test_argument_errors():
         stochgen.fit(dom(), x, steps=2, process=stochgen.processes.UniformCTMC(num_states=3), progress=False)
     m = stochgen.fit(dom(), x, epochs=2, batch_size=16, progress=False)
     assert len(m.history["loss"]) == 7  # ceil(2 * 50 / 16)
+
+
+def test_lr_schedule_follows_its_closed_form_and_survives_resume(tmp_path):
+    """Cosine decay: lr(s) = lr_min + (lr - lr_min) (1 + cos(pi (s - w) / (S - 1 - w))) / 2 after a linear
+    warm-up of w steps; the logged lr of every step matches it, ends at lr_min, and a resumed run
+    (stopped at step 12 of 30) continues on the same curve."""
+    import math
+
+    x, _ = mixture(256)
+    lr, lr_min, w, S = 4e-3, 1e-4, 5, 30
+
+    def closed(s):
+        if s < w:
+            return lr * (s + 1) / w
+        return lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * (s - w) / (S - 1 - w)))
+
+    kw = dict(batch_size=64, lr=lr, warmup=w, ema=None, progress=False, log_every=1, lr_schedule="cosine",
+              lr_min=lr_min)
+    stochgen.fit(dom(), x, steps=S, log=str(tmp_path / "full.jsonl"), **kw)
+    full = [json.loads(line)["lr"] for line in (tmp_path / "full.jsonl").read_text().splitlines()]
+    assert len(full) == S
+    assert max(abs(a - closed(s)) for s, a in enumerate(full)) < 1e-12
+    assert full[-1] == pytest.approx(lr_min, abs=1e-15) and full[w] == pytest.approx(lr)
+    assert all(a >= b for a, b in zip(full[w:], full[w + 1:]))
+    # linear: halfway between lr and lr_min half-way through the decay
+    stochgen.fit(dom(), x, steps=S, log=str(tmp_path / "lin.jsonl"), **dict(kw, lr_schedule="linear"))
+    lin = [json.loads(line)["lr"] for line in (tmp_path / "lin.jsonl").read_text().splitlines()]
+    assert lin[-1] == pytest.approx(lr_min) and lin[w + (S - 1 - w) // 2] == pytest.approx((lr + lr_min) / 2, rel=0.05)
+    # resume: stop at 12, continue to S
+    ck = str(tmp_path / "r.ckpt")
+    stochgen.fit(dom(), x, steps=12, ckpt_path=ck, log=str(tmp_path / "a.jsonl"), **kw)
+    stochgen.fit(dom(), x, steps=S, ckpt_path=ck, resume=ck, log=str(tmp_path / "b.jsonl"), **kw)
+    rest = [json.loads(line)["lr"] for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert max(abs(a - closed(s)) for s, a in zip(range(12, S), rest[-(S - 12):])) < 1e-12
+    with pytest.raises(ValueError, match="lr_schedule"):
+        stochgen.fit(dom(), x, steps=2, lr_schedule="exp", **{k: v for k, v in kw.items() if k != "lr_schedule"})
+    with pytest.raises(ValueError, match="lr_min"):
+        stochgen.fit(dom(), x, steps=2, **dict(kw, lr_min=1.0))

@@ -128,6 +128,35 @@ def evaluate_dirs(clean_dir, est_dir, sr: int = SAMPLE_RATE, progress: bool = Fa
     return rows, means
 
 
+def score_method(pairs, method, sr: int = SAMPLE_RATE, progress: str | None = None) -> tuple[list[dict], dict]:
+    """Run ``method(noisy) -> estimate`` on every ``(name, noisy, clean)`` of ``pairs`` and score it.
+
+    Returns ``(rows, summary)``: per-file metrics, and their means with ``files``, ``seconds``
+    (time spent inside ``method``), ``audio_seconds`` and ``rtf`` (seconds / audio seconds).
+    An estimate of another length than its input is a ``ValueError`` naming the file.
+    ``progress``: a tqdm bar with that description.
+    """
+    import time
+
+    it = pairs
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(pairs, desc=progress, unit="file")
+    rows, secs, audio = [], 0.0, 0.0
+    for name, noisy, clean in it:
+        t0 = time.perf_counter()
+        est = np.asarray(method(noisy), dtype=np.float32)
+        secs += time.perf_counter() - t0
+        if est.shape != noisy.shape:
+            raise ValueError(f"{name}: the method returned shape {est.shape} for an input of {noisy.shape}")
+        audio += noisy.size / sr
+        rows.append({"file": name, **evaluate_pair(clean, est, sr)})
+    summary = {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
+    summary.update(files=len(rows), seconds=secs, audio_seconds=audio, rtf=secs / max(audio, 1e-9))
+    return rows, summary
+
+
 def write_csv(rows: list[dict], means: dict, path) -> str:
     """Per-file rows and a last ``mean`` row to ``path`` (columns ``file, clean, si_sdr, pesq, estoi``)."""
     path = os.fspath(path)

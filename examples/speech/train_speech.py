@@ -40,6 +40,9 @@ def parse(argv=None):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine", "linear"), default="constant",
+                   help="learning-rate decay after the warm-up (stochgen.fit's lr_schedule)")
+    p.add_argument("--lr-min", type=float, default=0.0, help="final learning rate of a decaying schedule")
     p.add_argument("--ema", type=float, default=0.998)
     p.add_argument("--segment", type=int, default=128, help="training crop in STFT frames")
     p.add_argument("--ckpt-every", type=int, default=100)
@@ -97,7 +100,8 @@ def main(argv=None) -> int:
     data = dom.load(corpus)
     print(f"{len(data)} crops of {data.x.shape[1:]} from {data.info['clips']} clips in {time.time() - t0:.0f} s",
           flush=True)
-    settings = {k: getattr(args, k) for k in ("task", "process", "steps", "batch_size", "lr", "warmup", "ema",
+    settings = {k: getattr(args, k) for k in ("task", "process", "steps", "batch_size", "lr", "warmup", "lr_schedule",
+                                              "lr_min", "ema",
                                               "segment", "ckpt_every", "seed", "threads")}
     settings.update(corpus=corpus, crops=len(data), clips=data.info["clips"], command=" ".join(sys.argv))
     with open(os.path.join(out, "settings.json"), "w") as f:
@@ -109,6 +113,7 @@ def main(argv=None) -> int:
         network = copy.deepcopy(stochgen.load(args.init).weights).train().requires_grad_(True)
     t0 = time.time()
     model = stochgen.fit(dom, data, network=network, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                         lr_schedule=args.lr_schedule, lr_min=args.lr_min,
                          ema=args.ema, seed=args.seed, ckpt_every=args.ckpt_every, ckpt_path=ckpt,
                          resume=ckpt if (args.resume and os.path.exists(ckpt)) else None,
                          log=os.path.join(out, "train.csv"), log_every=20, progress=False, cond_drop=0.0)
