@@ -153,3 +153,25 @@ def test_evaluate_dirs_errors_name_the_file(tmp_path, speech):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no .wav files"):
         evaluate_dirs(clean, tmp_path / "empty")
+
+
+def test_score_method_means_time_and_length_check(speech):
+    """score_method averages the per-file metrics of what the method returns, times only the method,
+    and refuses an estimate whose length differs from its input (naming the file)."""
+    from domains.speech.metrics import evaluate_pair, score_method
+
+    rng = np.random.default_rng(1)
+    clean = speech.astype(np.float32)
+    pairs = [(f"f{i}", (clean + s * rng.standard_normal(clean.size)).astype(np.float32), clean)
+             for i, s in enumerate((0.01, 0.05))]
+    rows, summary = score_method(pairs, lambda w: w)
+    want = [evaluate_pair(c, n) for _, n, c in pairs]
+    for m in ("si_sdr", "pesq", "estoi"):
+        assert summary[m] == pytest.approx(np.mean([w[m] for w in want]), abs=1e-9)
+        assert [r[m] for r in rows] == pytest.approx([w[m] for w in want], abs=1e-9)
+    assert summary["files"] == 2 and summary["audio_seconds"] == pytest.approx(2 * clean.size / 16000)
+    assert summary["rtf"] == pytest.approx(summary["seconds"] / summary["audio_seconds"])
+    # the clean signal itself scores the SI-SDR cap
+    assert score_method(pairs[:1], lambda w: clean)[1]["si_sdr"] == pytest.approx(SI_SDR_CAP_DB)
+    with pytest.raises(ValueError, match="f0: the method returned shape"):
+        score_method(pairs, lambda w: w[:-1])
