@@ -171,6 +171,18 @@ def test_conditional_score_matches_autograd():
     R2, p2 = se3.to_rt(step)
     after = dist.log_prob(R2) - 0.5 * ((p2 - a * p0) ** 2 / s**2).sum(-1)
     assert bool((after > before).all())
+    # conditional_score at the drawn x_t is the marginal's score; at any other x_t the autograd gradient
+    assert (proc.conditional_score(x0, m.x_t, t) - m.score).abs().max() < 1e-8 * (1 + m.score.abs().max())
+    other = proc.space.exp(m.x_t, 0.3 * torch.randn(B, N, 6, generator=_gen(12), dtype=F64))
+    Ro, po = se3.to_rt(other)
+    (g_o,) = torch.autograd.grad(dist.log_prob(Ro @ so3.exp(v)).sum(), v)
+    got = proc.conditional_score(x0, other, t)
+    assert ((got[..., 3:] - g_o).abs() / (1 + g_o.abs())).max() < 1e-8
+    assert (got[..., :3] + (po - a * p0) / s**2).abs().max() < 1e-9 * (1 + got[..., :3].abs().max())
+    # differentiable in the denoised pose (a network may predict poses and train through this)
+    x0g = x0.clone().requires_grad_(True)
+    proc.conditional_score(x0g, other, t).square().sum().backward()
+    assert x0g.grad is not None and torch.isfinite(x0g.grad).all() and x0g.grad.abs().sum() > 0
 
 
 def test_prior():

@@ -251,6 +251,24 @@ class SE3Diffusion(_PoseProcess):
             },
         )
 
+    def conditional_score(self, x0, x_t, t) -> torch.Tensor:
+        """Score of the marginal at ``x_t`` given ``x0``: ``(..., 6)`` (translation first), differentiable.
+
+        Translation ``-(p_t - alpha p_0) / sigma^2``; rotation ``score_rotvec(Log(R_0^T R_t), rot_sigma)``
+        (body frame at ``x_t``). It is ``marginal(x0, t).score`` evaluated at a given ``x_t``, the
+        conversion from a denoised pose to the tangent score (a network may predict poses).
+        """
+        x0 = self._states(x0, "x0", full_check=False)
+        x_t = self._states(x_t, "x_t", full_check=False)
+        t, tb = self._times(t, x_t)
+        R0, p0 = _se3.to_rt(x0)
+        Rt, pt = _se3.to_rt(x_t)
+        a, sd = self.alpha(tb)[..., None], self.sigma(tb)[..., None]
+        trans = -(pt - a * p0) / sd**2
+        v = _so3.log(R0.transpose(-1, -2) @ Rt)
+        rot = _igso3.score_rotvec(v, self.rot_sigma(tb.to(torch.float64)).expand(v.shape[:-1]))
+        return torch.cat([trans, rot.to(trans.dtype)], dim=-1)
+
     def sde(self, x, t, **cond) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward SDE at poses ``x``: ``(drift, diffusion)``, each ``(..., 6)`` in the product tangent convention.
 
