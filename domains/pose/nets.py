@@ -1,0 +1,203 @@
+"""The pose domain's network: rotation-invariant point features, soft matching and weighted Procrustes.
+
+:class:`RegistrationNet` ``(x, t, source=..., target=...)`` takes the current relative poses ``x``
+``(B, 4, 4)`` of an SE(3) diffusion (the pose that maps ``source (B, N, 3)`` onto ``target (B, M, 3)``)
+and returns their tangent score ``(B, 6)`` (translation first), as the core's ``"lie-dsm"`` objective
+and the ``se3-euler`` sampler expect. Inside, it *predicts a pose* and converts it:
+
+1. **Invariant features** of each cloud (computed once per cloud, independent of ``x``): normals by
+   PCA of the ``k`` nearest neighbours; for each point ``i`` and neighbour ``j`` the point-pair
+   features ``(|d| / r, |n_i . d^|, |n_j . d^|, |n_i . n_j|)`` (``d = p_j - p_i``, ``r`` the cloud's
+   mean neighbour distance; absolute values make them independent of the normals' signs) go
+   through an MLP and are max-pooled over the neighbours; a second round pools the features of a
+   wider neighbourhood (``k2`` neighbours), and the cloud's max-pooled feature is appended. Every
+   input is a distance or an angle, so the features do not change under any rotation or
+   translation of the cloud: rotations of 180 degrees are as learnable as small ones (the reason
+   for this choice over a PointNet on raw coordinates, which must learn every orientation).
+2. **Soft matching at the current pose**: every target point ``j`` attends over the source points
+   with logits ``tau(t) <h_j, W h_i> - lambda(t) |y_j - T_t s_i|^2 / r^2``: feature similarity
+   dominates at high noise (global matching), the distance under the current pose at low noise
+   (ICP-like); ``tau, lambda`` are learned functions of ``t``. The matched point ``s^_j`` is the
+   attention-weighted source point, its weight ``w_j`` a learned confidence (sharpness of the match).
+3. **Weighted Procrustes** (``roma.rigid_points_registration``): the pose ``T^`` minimising
+   ``sum_j w_j |y_j - T^ s^_j|^2``, differentiable.
+4. **Skip to the current pose**: ``x0^ = T_t Exp(g(t) Log(T_t^{-1} T^))`` with a learned ``g(t)`` in
+   (0, 1) (at small ``t`` the posterior mean of the pose is the current pose itself).
+5. The tangent score is ``process.conditional_score(x0^, T_t, t)`` of the SE(3) diffusion whose spec
+   the network was built with (``score_process``).
+
+Registered in :mod:`stochgen.nets` as ``"RegistrationNet"`` (importing :mod:`domains.pose.nets`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from stochgen import nets, processes
+from stochgen.nets import ScoreNet
+from stochgen.spaces import se3
+
+__all__ = ["RegistrationNet", "knn", "normals", "point_pair_features"]
+
+
+def knn(p: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``(B, N, k)`` of the ``k`` nearest neighbours of every point of ``p (B, N, 3)`` (itself first)."""
+    d = torch.cdist(p, p)
+    return d.topk(min(k, p.shape[1]), dim=-1, largest=False).indices
+
+
+def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x (B, N, C)`` at ``idx (B, N, k)`` -> ``(B, N, k, C)``."""
+    b, n, k = idx.shape
+    flat = idx.reshape(b, n * k, 1).expand(-1, -1, x.shape[-1])
+    return x.gather(1, flat).reshape(b, n, k, x.shape[-1])
+
+
+def normals(p: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Unit normals ``(B, N, 3)``: the smallest principal axis of each neighbourhood ``idx`` (sign arbitrary)."""
+    nb = _gather(p, idx)
+    c = nb - nb.mean(2, keepdim=True)
+    cov = c.transpose(-1, -2) @ c / idx.shape[-1]
+    cov = cov + 1e-9 * torch.eye(3, dtype=p.dtype, device=p.device)
+    _, vec = torch.linalg.eigh(cov)
+    return vec[..., 0]
+
+
+def point_pair_features(p: torch.Tensor, n: torch.Tensor, idx: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``(B, N, k, 4)``: ``(|d| / scale, |n_i . d^|, |n_j . d^|, |n_i . n_j|)`` for the neighbours ``idx``."""
+    d = _gather(p, idx) - p[:, :, None]
+    dist = d.norm(dim=-1, keepdim=True)
+    dh = d / dist.clamp_min(1e-12)
+    nj = _gather(n, idx)
+    ni = n[:, :, None].expand_as(nj)
+    return torch.cat([dist / scale[:, None, None, None], (ni * dh).sum(-1, keepdim=True).abs(),
+                      (nj * dh).sum(-1, keepdim=True).abs(), (ni * nj).sum(-1, keepdim=True).abs()], dim=-1)
+
+
+def _mlp(sizes) -> nn.Sequential:
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.SiLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+class _TimeHead(nn.Module):
+    """Scalars of ``t``: a small MLP on ``log t`` features."""
+
+    def __init__(self, out: int, hidden: int = 32):
+        super().__init__()
+        self.net = _mlp([4, hidden, hidden, out])
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        lt = torch.log(t.clamp_min(1e-6))
+        return self.net(torch.stack([t, lt / 7.0, torch.sqrt(t), torch.ones_like(t)], dim=-1))
+
+
+@nets.register
+class RegistrationNet(ScoreNet):
+    """See the module docstring.
+
+    * ``score_process``: spec of the :class:`stochgen.processes.SE3Diffusion` being trained (required).
+    * ``k`` / ``k2``: neighbours of the point-pair features and of the second pooling round.
+    * ``width``: feature size; ``hidden``: the MLPs' width.
+    """
+
+    def __init__(self, score_process: dict, k: int = 16, k2: int = 32, width: int = 64, hidden: int = 64):
+        super().__init__()
+        self.score_process = dict(score_process)
+        proc = processes.from_spec(self.score_process)
+        if not callable(getattr(proc, "conditional_score", None)):
+            raise ValueError(f"RegistrationNet needs a diffusion on SO(3) x R^3 with conditional_score "
+                             f"(SE3Diffusion), got {type(proc).__name__}")
+        self._proc = proc
+        self.k, self.k2, self.width, self.hidden = int(k), int(k2), int(width), int(hidden)
+        if self.k < 3 or self.k2 < 2 or self.width < 4 or self.hidden < 4:
+            raise ValueError(f"RegistrationNet needs k >= 3, k2 >= 2, width, hidden >= 4; got k={k}, k2={k2}, "
+                             f"width={width}, hidden={hidden}")
+        w, h = self.width, self.hidden
+        self.edge1 = _mlp([4, h, h, w])
+        self.edge2 = _mlp([w + 1, h, w])
+        self.point = _mlp([3 * w, h, w])
+        self.bilinear = nn.Linear(w, w, bias=False)
+        self.time = _TimeHead(3)
+        self.conf = _mlp([3, 16, 1])
+        self._cache: dict = {}
+
+    def config(self) -> dict:
+        return {"score_process": self.score_process, "k": self.k, "k2": self.k2, "width": self.width,
+                "hidden": self.hidden}
+
+    @property
+    def cond_keys(self) -> tuple[str, ...]:
+        return ("source", "target")
+
+    # --- pieces -----------------------------------------------------------------------------------
+    def features(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Invariant features ``(B, N, width)`` and the length scale ``(B,)`` of clouds ``p (B, N, 3)``."""
+        idx = knn(p, max(self.k, self.k2))
+        i1, i2 = idx[..., : self.k], idx[..., : self.k2]
+        scale = (_gather(p, i1[..., 1:]) - p[:, :, None]).norm(dim=-1).mean((1, 2)).clamp_min(1e-9)
+        n = normals(p, i1)
+        f1 = self.edge1(point_pair_features(p, n, i1, scale)).amax(2)
+        d2 = (_gather(p, i2) - p[:, :, None]).norm(dim=-1, keepdim=True) / (4 * scale[:, None, None, None])
+        f2 = self.edge2(torch.cat([_gather(f1, i2), d2], dim=-1)).amax(2)
+        g = f2.amax(1, keepdim=True).expand_as(f2)
+        return self.point(torch.cat([f1, f2, g], dim=-1)), scale
+
+    def _cached_features(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`features`, remembered between calls on the same cloud while not training (a sampler
+        evaluates the network many times on one pair; the features do not depend on the pose)."""
+        if self.training or torch.is_grad_enabled():
+            return self.features(p)
+        key = (p.data_ptr(), p._version, tuple(p.shape), p.dtype, p.device)
+        hit = self._cache.get(key)
+        if hit is None or hit[0] is not p:
+            if len(self._cache) > 8:
+                self._cache.clear()
+            hit = self._cache[key] = (p, self.features(p))
+        return hit[1]
+
+    def denoised_pose(self, x: torch.Tensor, t: torch.Tensor, source: torch.Tensor, target: torch.Tensor):
+        """The predicted clean pose ``(B, 4, 4)`` at poses ``x`` and times ``t (B,)``."""
+        hs, scale = self._cached_features(source)
+        ht, _ = self._cached_features(target)
+        if hs.shape[0] != x.shape[0]:
+            hs, scale, ht = hs.expand(x.shape[0], -1, -1), scale.expand(x.shape[0]), ht.expand(x.shape[0], -1, -1)
+        head = self.time(t)
+        tau = nn.functional.softplus(head[:, 0]) + 1e-3
+        lam = nn.functional.softplus(head[:, 1] - 4.0)
+        gate = torch.sigmoid(head[:, 2] + 2.0)
+        source, target = source.expand(x.shape[0], -1, -1), target.expand(x.shape[0], -1, -1)
+        moved = se3.apply(x, source)  # (B, N, 3)
+        sim = ht @ self.bilinear(hs).transpose(1, 2) / math.sqrt(self.width)  # (B, M, N)
+        dist2 = torch.cdist(target, moved).square() / scale[:, None, None] ** 2
+        logits = tau[:, None, None] * sim - lam[:, None, None] * dist2
+        att = torch.softmax(logits, dim=-1)
+        matched = att @ source  # (B, M, 3) in source coordinates
+        top = att.amax(-1)
+        ent = -(att * torch.log(att.clamp_min(1e-12))).sum(-1) / math.log(att.shape[-1])
+        w = torch.sigmoid(self.conf(torch.stack([top, ent, t[:, None].expand_as(top)], dim=-1))[..., 0]) + 1e-4
+        import roma
+
+        R, p = roma.rigid_points_registration(matched, target, weights=w)
+        T_hat = se3.from_rt(R, p)
+        rel = se3.log(se3.compose(se3.inverse(x), T_hat))
+        return se3.compose(x, se3.exp(gate[:, None] * rel))
+
+    def forward(self, x: torch.Tensor, t, source=None, target=None, **cond) -> torch.Tensor:
+        if not torch.is_tensor(x) or x.dim() != 3 or tuple(x.shape[1:]) != (4, 4):
+            got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"RegistrationNet takes poses (B, 4, 4), got {got}")
+        b = x.shape[0]
+        for name, c in (("source", source), ("target", target)):
+            if not torch.is_tensor(c) or c.dim() != 3 or c.shape[-1] != 3 or c.shape[0] not in (1, b):
+                got = tuple(c.shape) if torch.is_tensor(c) else type(c).__name__
+                raise ValueError(f"RegistrationNet needs {name}= clouds (B, N, 3) for {b} poses, got {got}")
+        dtype = next(self.parameters()).dtype
+        xd = x.to(dtype)
+        source, target = source.to(dtype), target.to(dtype)
+        tb = self._batch_time(t, x).to(dtype).reshape(b).clamp_min(float(self._proc.t_min))
+        x0 = self.denoised_pose(xd, tb, source, target)
+        return self._proc.conditional_score(x0, xd, tb).to(x.dtype)
