@@ -23,7 +23,7 @@ import os
 import sys
 import time
 
-__all__ = ["main", "build_parser", "CLIError", "VERB_ENTRY_POINT_GROUP", "check_device", "finite_float", "seed_int"]
+__all__ = ["main", "build_parser", "CLIError", "VERB_ENTRY_POINT_GROUP", "check_device", "check_output", "finite_float", "seed_int"]
 
 #: entry-point group of command-line verbs added by domains: ``name = "module:add_verbs"``, where
 #: ``add_verbs(subparsers)`` adds parsers with ``set_defaults(func=run)`` and ``run(args) -> int``
@@ -121,7 +121,7 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def _check_output(path: str, what: str = "output") -> str:
+def check_output(path: str, what: str = "output") -> str:
     """Refuse an output path that cannot be written, before any work starts (no lost runs)."""
     path = os.fspath(path)
     if "\x00" in path:
@@ -295,9 +295,9 @@ def _cond_args(items, model) -> dict | None:
 def cmd_train(args) -> int:
     import stochgen
 
-    _check_output(args.out, "checkpoint")
+    check_output(args.out, "checkpoint")
     if args.log is not None:
-        _check_output(args.log, "training log")
+        check_output(args.log, "training log")
         if not args.log.lower().endswith((".csv", ".jsonl")):
             raise CLIError(f"--log {args.log!r}: the training log is a .csv or .jsonl file")
     check_device(args.device)
@@ -334,7 +334,7 @@ def cmd_sample(args) -> int:
 
     from stochgen.domain import Domain
 
-    _check_output(args.out, "output")
+    check_output(args.out, "output")
     fmt = _output_format(args.out)
     check_device(args.device)
     _positive(args.n, "-n")
@@ -352,7 +352,7 @@ def cmd_sample(args) -> int:
     paths = _per_sample_paths(args.out, args.n) if args.per_sample else [args.out]
     if args.per_sample:
         for p in paths:
-            _check_output(p, "output")
+            check_output(p, "output")
     g = torch.Generator().manual_seed(args.seed)
     cond = _cond_args(args.cond, model) or None
     if args.label is not None:
@@ -499,7 +499,7 @@ def cmd_demo(args) -> int:
     _positive(args.steps, "--steps")
     _positive(args.batch_size, "--batch-size")
     check_device(args.device)
-    _check_output(os.path.join(args.out, "model.ckpt"), "demo output")
+    check_output(os.path.join(args.out, "model.ckpt"), "demo output")
     steps = args.steps or (40 if args.quick else 1000)
     batch = args.batch_size or (32 if args.quick else 64)
     dom = _resolve_domain("images")

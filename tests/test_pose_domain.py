@@ -103,3 +103,30 @@ def test_register_bad_input(tiny_model):
         d.register(src, src, model=tiny_model, bogus=1)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         d.register(src, src, model="/nonexistent.ckpt")
+
+
+def test_register_command(tiny_model, tmp_path, capsys):
+    """stochgen register: reads .npy / .xyz, prints the matrix and the errors against --truth, writes -o
+    (read back equal to what register returns) and the figure; a missing file is one line, exit 2."""
+    from stochgen.cli import main
+
+    from domains.pose.io import read_transform
+
+    ck = str(tmp_path / "m.ckpt")
+    tiny_model.save(ck)
+    src = _cloud(400, seed=3)
+    T = _pose(120, [1, 1, 0], [0.1, 0.0, -0.05])
+    np.save(tmp_path / "s.npy", src)
+    np.savetxt(tmp_path / "t.xyz", src @ T[:3, :3].T + T[:3, 3])
+    np.savetxt(tmp_path / "true.txt", T)
+    rc = main(["register", str(tmp_path / "s.npy"), str(tmp_path / "t.xyz"), "--model", ck, "--particles", "32",
+               "--truth", str(tmp_path / "true.txt"), "-o", str(tmp_path / "T.txt"), "--plot", str(tmp_path / "f.png")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "rotation error" in out
+    rot = float(out.split("rotation error")[1].split("deg")[0])
+    Te = read_transform(tmp_path / "T.txt")
+    assert rot < 1e-3 and PoseDomain.errors(Te, T)[0] < 1e-3
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+    assert main(["register", str(tmp_path / "s.npy"), str(tmp_path / "missing.ply"), "--model", ck]) == 2
+    err = capsys.readouterr().err
+    assert "missing.ply" in err and len(err.strip().splitlines()) == 1
