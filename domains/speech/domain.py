@@ -314,7 +314,7 @@ class SpeechDomain(Domain):
         memory is bounded by one batch of chunks whatever the length. ``model``: a Model or a
         checkpoint path (default: the shipped model of ``task``). ``sampler_opts``: ``sampler``,
         ``steps``, ``seed`` (or ``generator``), ``batch`` (chunks per network call, default 1),
-        ``warm_start`` / ``predictive``, ``progress`` (a tqdm bar over chunks), and options of the
+        ``warm_start`` / ``predictive`` (a Model or checkpoint path), ``progress`` (a tqdm bar over chunks), and options of the
         sampler (``order``, ``stochastic``, ``snr`` ...).
         """
         if task not in TASKS:
@@ -338,6 +338,8 @@ class SpeechDomain(Domain):
         generator = opts.pop("generator", None) or torch.Generator(device=model.device).manual_seed(int(seed))
         batch = int(opts.pop("batch", 1))
         progress = bool(opts.pop("progress", False))
+        if isinstance(opts.get("predictive"), (str, os.PathLike)):  # a checkpoint path of the warm start's model
+            opts["predictive"] = self.resolve_model(opts["predictive"], task)
         x = resample(w.astype(np.float32), sr, SAMPLE_RATE)
         out = dom._enhance_16k(model, x, generator, batch, progress, opts)
         out = resample(out, SAMPLE_RATE, sr)

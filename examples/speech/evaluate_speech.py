@@ -55,6 +55,8 @@ def main(argv=None) -> int:
     else:
         model = dom.resolve_model(args.model, args.task)
         kw = dict(opts)
+        if isinstance(kw.get("predictive"), str):  # the warm start's predictive model, loaded once
+            kw["predictive"] = dom.resolve_model(kw["predictive"], args.task)
         if args.sampler:
             kw["sampler"] = args.sampler
         if args.steps:
