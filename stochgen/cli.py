@@ -23,7 +23,7 @@ import os
 import sys
 import time
 
-__all__ = ["main", "build_parser", "CLIError", "VERB_ENTRY_POINT_GROUP", "check_device", "check_output", "finite_float", "seed_int"]
+__all__ = ["main", "build_parser", "CLIError", "VERB_ENTRY_POINT_GROUP", "check_device", "check_output", "verb_parser", "finite_float", "seed_int"]
 
 #: entry-point group of command-line verbs added by domains: ``name = "module:add_verbs"``, where
 #: ``add_verbs(subparsers)`` adds parsers with ``set_defaults(func=run)`` and ``run(args) -> int``
@@ -119,6 +119,15 @@ def _parse_settings(items) -> dict:
 
 def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def verb_parser(subparsers, name: str, **kw) -> argparse.ArgumentParser:
+    """``subparsers.add_parser(name, **kw)`` with the main parser's formatter (defaults shown in
+    ``--help``, one-line errors): what a domain's ``add_verbs(subparsers)`` calls for each verb."""
+    formatter = getattr(getattr(subparsers, "_parser_class", None), "formatter_class", None)
+    if formatter is not None:
+        kw.setdefault("formatter_class", formatter)
+    return subparsers.add_parser(name, **kw)
 
 
 def check_output(path: str, what: str = "output") -> str:

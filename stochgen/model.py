@@ -332,3 +332,35 @@ def load(path, device="cpu") -> Model:
     model.train_rows = rows.to(torch.int64) if torch.is_tensor(rows) else None
     model.net.eval()
     return model.to(device)
+
+
+_RESOLVED: dict = {}
+
+
+def resolve_model(model=None, default=None, missing_hint: str = "") -> Model:
+    """A :class:`Model` from what a domain's command or API was given.
+
+    ``model``: a Model (returned as is) or a checkpoint path (loaded); ``None``: the file
+    ``default`` (a domain's shipped weights). Files are loaded once and remembered by path and
+    modification time, so repeated calls (one per file of a folder) do not reload them. A path
+    that does not exist is a ``FileNotFoundError`` naming it (plus ``missing_hint`` for the
+    default); anything else a ``TypeError``.
+    """
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        if not hasattr(model, "process") or not hasattr(model, "denoise"):
+            raise TypeError(f"model must be a stochgen.Model or a checkpoint path, got {type(model).__name__}")
+        return model
+    path = model if model is not None else default
+    if path is None:
+        raise FileNotFoundError(f"no model given{'; ' + missing_hint if missing_hint else ''}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        if model is None:
+            raise FileNotFoundError(f"no shipped model at {path}{'; ' + missing_hint if missing_hint else ''}")
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    key = (os.path.abspath(path), os.stat(path).st_mtime_ns)
+    if key not in _RESOLVED:
+        if len(_RESOLVED) >= 4:
+            _RESOLVED.pop(next(iter(_RESOLVED)))
+        _RESOLVED[key] = load(path)
+    return _RESOLVED[key]

@@ -254,3 +254,20 @@ def test_lr_schedule_follows_its_closed_form_and_survives_resume(tmp_path):
         stochgen.fit(dom(), x, steps=2, lr_schedule="exp", **{k: v for k, v in kw.items() if k != "lr_schedule"})
     with pytest.raises(ValueError, match="lr_min"):
         stochgen.fit(dom(), x, steps=2, **dict(kw, lr_min=1.0))
+
+
+def test_resolve_model_passes_loads_once_and_names_what_is_missing(trained, tmp_path):
+    model, folder = trained
+    assert stochgen.resolve_model(model) is model
+    path = str(folder / "run.ckpt")
+    a = stochgen.resolve_model(path)
+    assert stochgen.resolve_model(path) is a  # remembered by path and mtime
+    x = torch.zeros(3, 2)
+    assert torch.equal(a.denoise(x, torch.full((3,), 0.5)), stochgen.load(path).denoise(x, torch.full((3,), 0.5)))
+    assert stochgen.resolve_model(None, default=path) is a
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.ckpt"):
+        stochgen.resolve_model(str(tmp_path / "nope.ckpt"))
+    with pytest.raises(FileNotFoundError, match="no shipped model at .*w.safetensors; train one"):
+        stochgen.resolve_model(None, default=tmp_path / "w.safetensors", missing_hint="train one")
+    with pytest.raises(TypeError, match="stochgen.Model or a checkpoint path"):
+        stochgen.resolve_model(42)

@@ -17,14 +17,10 @@ _PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 def add_verbs(subparsers) -> None:
     """Add ``register`` to ``subparsers`` (what ``ArgumentParser.add_subparsers()`` returns)."""
-    from stochgen.cli import seed_int
+    from stochgen.cli import seed_int, verb_parser
 
-    kw = {}
-    formatter = getattr(getattr(subparsers, "_parser_class", None), "formatter_class", None)
-    if formatter is not None:
-        kw["formatter_class"] = formatter
-    p = subparsers.add_parser("register", help="rigid transform between two point clouds (SE(3) diffusion)",
-                              description=_DESCRIPTION, **kw)
+    p = verb_parser(subparsers, "register", help="rigid transform between two point clouds (SE(3) diffusion)",
+                    description=_DESCRIPTION)
     p.add_argument("source", metavar="SOURCE", help="the cloud to move (.ply/.off/.obj/.stl/.xyz/.npy)")
     p.add_argument("target", metavar="TARGET", help="the cloud to move it onto")
     p.add_argument("--model", metavar="CKPT", default=None, help="a pose model (default: the shipped one)")

@@ -21,7 +21,6 @@ over all of SO(3)); or a dict of arrays ``{"source": (P, N, 3), "target": (P, M,
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -39,24 +38,11 @@ __all__ = ["PoseDomain", "default_weights", "DEFAULT_SETTINGS"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_SETTINGS = {"n_points": 512, "trans_scale": 0.25, "pairs": 4000, "seed": 0}
-_MODEL_CACHE: dict = {}
 
 
 def default_weights() -> Path:
     """Path of the shipped registration model (``domains/pose/weights/register.safetensors``)."""
     return WEIGHTS_DIR / "register.safetensors"
-
-
-def _shipped_model():
-    path = default_weights()
-    if not path.is_file():
-        raise FileNotFoundError(f"no shipped pose model at {path} yet; train one with examples/pose/train_pose.py "
-                                f"and pass model=<checkpoint>")
-    key = (str(path), path.stat().st_mtime)
-    if key not in _MODEL_CACHE:
-        _MODEL_CACHE.clear()
-        _MODEL_CACHE[key] = stochgen.load(path)
-    return _MODEL_CACHE[key]
 
 
 def _subsample(p: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -171,15 +157,8 @@ class PoseDomain(Domain):
 
     def resolve_model(self, model=None):
         """``model`` (a :class:`stochgen.Model` or a checkpoint path), else the shipped default."""
-        if model is None:
-            return _shipped_model()
-        if isinstance(model, (str, os.PathLike)):
-            if not os.path.isfile(model):
-                raise FileNotFoundError(f"checkpoint not found: {model}")
-            return stochgen.load(model)
-        if not hasattr(model, "process") or not hasattr(model, "denoise"):
-            raise TypeError(f"model must be a stochgen.Model or a checkpoint path, got {type(model).__name__}")
-        return model
+        return stochgen.resolve_model(model, default_weights() if model is None else None,
+                                      "train one with examples/pose/train_pose.py and pass model=<checkpoint>")
 
     # --- registration ----------------------------------------------------------------------------
     def hypotheses(self, model, source_n: np.ndarray, target_n: np.ndarray, particles: int = 16,

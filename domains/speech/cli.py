@@ -23,20 +23,18 @@ _METRICS_DESCRIPTION = (
 
 def add_verbs(subparsers) -> None:
     """Add ``speech-metrics`` to ``subparsers`` (the object ``ArgumentParser.add_subparsers()`` returns)."""
-    kw = {}
-    formatter = getattr(getattr(subparsers, "_parser_class", None), "formatter_class", None)
-    if formatter is not None:
-        kw["formatter_class"] = formatter
-    p = subparsers.add_parser("speech-metrics", help="PESQ-wb, ESTOI and SI-SDR of enhanced speech vs clean",
-                              description=_METRICS_DESCRIPTION, **kw)
+    from stochgen.cli import verb_parser
+
+    p = verb_parser(subparsers, "speech-metrics", help="PESQ-wb, ESTOI and SI-SDR of enhanced speech vs clean",
+                    description=_METRICS_DESCRIPTION)
     p.add_argument("clean_dir", metavar="CLEAN_DIR", help="folder of clean reference .wav files")
     p.add_argument("est_dir", metavar="EST_DIR", help="folder of estimated (enhanced or noisy) .wav files")
     p.add_argument("--csv", metavar="F", default=None, help="also write per-file rows and the means to this CSV file")
     p.add_argument("--quiet", action="store_true", help="print only the means (a progress bar instead of rows)")
     p.set_defaults(func=run_speech_metrics)
 
-    e = subparsers.add_parser("enhance", help="enhance (denoise) or dereverberate speech .wav files",
-                              description=_ENHANCE_DESCRIPTION, **kw)
+    e = verb_parser(subparsers, "enhance", help="enhance (denoise) or dereverberate speech .wav files",
+                    description=_ENHANCE_DESCRIPTION)
     e.add_argument("input", metavar="INPUT", help="a .wav file or a folder of .wav files")
     e.add_argument("-o", "--output", metavar="OUTPUT", required=True,
                    help="output .wav file (for a file INPUT; an existing folder takes the input's name) or folder")

@@ -89,21 +89,6 @@ def default_weights(task: str) -> Path:
     return WEIGHTS_DIR / f"{task}.safetensors"
 
 
-_MODEL_CACHE: dict = {}
-
-
-def _shipped_model(task: str):
-    path = default_weights(task)
-    if not path.is_file():
-        raise FileNotFoundError(f"no shipped {task} model at {path}; train one with examples/speech/train_speech.py "
-                                f"--task {task} or give model=<checkpoint>")
-    key = (str(path), path.stat().st_mtime)
-    if key not in _MODEL_CACHE:
-        _MODEL_CACHE.clear()
-        _MODEL_CACHE[key] = stochgen.load(path)
-    return _MODEL_CACHE[key]
-
-
 class SpeechDomain(Domain):
     """Speech as compressed complex spectrograms ``(N, 2, 256, T)`` with the noisy spectrogram ``y`` as condition."""
 
@@ -295,15 +280,9 @@ class SpeechDomain(Domain):
 
     def resolve_model(self, model=None, task: str = "enhance"):
         """``model`` (a :class:`stochgen.Model` or a checkpoint path), else the shipped default of ``task``."""
-        if model is None:
-            return _shipped_model(task)
-        if isinstance(model, (str, os.PathLike)):
-            if not os.path.isfile(model):
-                raise FileNotFoundError(f"checkpoint not found: {model}")
-            return stochgen.load(model)
-        if not hasattr(model, "process") or not hasattr(model, "denoise"):
-            raise TypeError(f"model must be a stochgen.Model or a checkpoint path, got {type(model).__name__}")
-        return model
+        return stochgen.resolve_model(model, default_weights(task) if model is None else None,
+                                      f"train one with examples/speech/train_speech.py --task {task} or give "
+                                      f"model=<checkpoint>")
 
     def enhance(self, wave: np.ndarray, sr: int, model=None, task: str = "enhance", **sampler_opts) -> np.ndarray:
         """The enhanced (or dereverberated) ``wave`` at its own rate ``sr`` and length.
