@@ -168,3 +168,16 @@ def test_long_file_goes_through_bounded_chunks(monkeypatch):
     assert max(seen) == L  # never more than one chunk of audio in the network at a time
     assert plan[0] == 0 and plan[-1] == n - L
     assert out.shape == w.shape and np.abs(out - w).max() < 1e-4  # cross-faded seams are seamless
+
+
+def test_evaluations_counts_the_samplers_network_calls():
+    """enhance's evaluations per chunk: the shipped model's stored default (mr-exact, 2 steps) and 1 step."""
+    from domains.speech.domain import default_weights
+
+    if not default_weights("enhance").is_file():
+        pytest.skip("no shipped enhance model")
+    dom = SpeechDomain()
+    model = stochgen.load(default_weights("enhance"))
+    wave = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32) * 0.3
+    assert dom.evaluations(model, wave) == int(model.steps) == 2
+    assert dom.evaluations(model, wave, steps=1) == 1

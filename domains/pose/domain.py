@@ -32,7 +32,7 @@ from stochgen.domain import Domain, DomainData, register_domain
 from stochgen.spaces import se3, so3
 
 from . import geometry
-from .io import check_points
+from .io import check_points, check_transform
 
 __all__ = ["PoseDomain", "default_weights", "DEFAULT_SETTINGS"]
 
@@ -134,7 +134,7 @@ class PoseDomain(Domain):
                 raise ValueError(f"source, target and T must hold the same number of pairs, got "
                                  f"{len(data['source'])}, {len(data['target'])}, {len(Ts)}")
             for s, t, T in zip(data["source"], data["target"], Ts):
-                rows.append(self.encode_pair(s, t, se3.check_pose(torch.from_numpy(T), "T").numpy(), rng))
+                rows.append(self.encode_pair(s, t, check_transform(T, "T"), rng))
         else:
             raise ValueError(f"the pose domain loads None / 'shapes', a number of pairs, or a dict of source, "
                              f"target and T arrays; got {type(data).__name__}")

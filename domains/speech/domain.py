@@ -278,6 +278,13 @@ class SpeechDomain(Domain):
         info["nfe"] = int(info.get("nfe", 0)) + nfe0
         return (out, info) if return_info else out
 
+    def evaluations(self, model, wave: np.ndarray, **opts) -> int:
+        """Network evaluations per chunk that :meth:`enhance` makes with ``opts``, counted on one call
+        over the first 64 frames of ``wave`` (16 kHz)."""
+        w = np.asarray(wave, dtype=np.float32)
+        y = self.encode(w[None] / max(1e-9, float(np.abs(w).max())))[..., :64]
+        return int(self.enhance_states(model, y, return_info=True, **opts)[1]["nfe"])
+
     def resolve_model(self, model=None, task: str = "enhance"):
         """``model`` (a :class:`stochgen.Model` or a checkpoint path), else the shipped default of ``task``."""
         return stochgen.resolve_model(model, default_weights(task) if model is None else None,

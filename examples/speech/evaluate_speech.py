@@ -34,7 +34,6 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="append the summary as one JSON line to this file")
     args = p.parse_args(argv)
 
-    import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)
@@ -66,9 +65,7 @@ def main(argv=None) -> int:
             return dom.enhance(noisy, 16000, model=model, **kw)
 
         # evaluations per chunk, from one direct call on a short piece
-        noisy = pairs[0][1]
-        y = dom.encode(noisy[None] / max(1e-9, float(np.abs(noisy).max())))[..., :64]
-        nfe = dom.enhance_states(model, y, return_info=True, **kw)[1]["nfe"]
+        nfe = dom.evaluations(model, pairs[0][1], **kw)
     rows, mean = score_method(pairs, method)
     summary = {"model": args.model or f"shipped:{args.task}", "sampler": args.sampler or "default",
                "steps": args.steps, "options": opts, "files": len(rows), "nfe": nfe,
