@@ -155,11 +155,10 @@ def estimate_normals(points, k: int = 16) -> torch.Tensor:
     _check_cloud(P, "points")
     if int(k) < 3:
         raise ValueError(f"k (neighbours per normal) must be >= 3, got {k!r}")
+    from .nets import normals  # the one PCA-normal formula (the network's features use it too)
+
     _, idx = _Nearest(P).query(P, k)
-    Q = P[idx]  # (N, k, 3)
-    C = Q - Q.mean(dim=1, keepdim=True)
-    cov = C.transpose(1, 2) @ C / Q.shape[1]
-    n = torch.linalg.eigh(cov).eigenvectors[..., 0]  # eigh sorts eigenvalues ascending
+    n = normals(P[None], idx[None])[0]
     out = ((P - P.mean(dim=0)) * n).sum(-1) < 0
     return torch.where(out[:, None], -n, n)
 
