@@ -308,6 +308,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tune-orient", default="none,centroid,tangent", help="normal orientations of --tune")
     ap.add_argument("--tune-icp", default="0.4,1.0,1.5", help="ICP distances of --tune (x voxel)")
     ap.add_argument("--json", default=None, help="write the results as JSON to this file")
+    ap.add_argument("--opts", default="{}", help="register options of ours as JSON, e.g. '{\"particles\": 64}'")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also ours with the prior's uniform rotations as proposals (no network: multi-start ICP)")
     args = ap.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before Open3D / torch load their OpenMP
     import torch
@@ -352,8 +355,14 @@ def main(argv=None) -> int:
 
                     kw["model"] = stochgen.load(args.model)
                     print(f"ours: model {args.model}")
+                kw.update(json.loads(args.opts))
+                if kw.keys() - {"model"}:
+                    print(f"ours: options {json.dumps({k: v for k, v in kw.items() if k != 'model'})}")
                 results["ours"] = run_method(lambda s, t, T, k: register(s, t, **kw), data, "ours")
                 ours_name = "ours"
+                if args.ablation:
+                    results["ours, prior proposals"] = run_method(
+                        lambda s, t, T, k: register(s, t, **dict(kw, proposals="prior")), data, "ours, prior proposals")
             except Exception as exc:  # e.g. no trained model yet: report, keep the Open3D rows
                 print(f"ours: failed ({type(exc).__name__}: {exc}); skipped")
     print_table(results)

@@ -7,16 +7,20 @@ pytest.importorskip("roma")
 from stochgen import nets, processes  # noqa: E402
 from stochgen.spaces import se3  # noqa: E402
 
-from domains.pose.nets import RegistrationNet  # noqa: E402
+from domains.pose.nets import RegistrationNet, fpfh, knn, oriented_normals  # noqa: E402
 
 F64 = torch.float64
 
 
-def _setup(seed=0, n=96, m=70):
+FEATURES = ("ppf", "fpfh", "both")
+
+
+def _setup(seed=0, n=96, m=70, features="ppf"):
     g = torch.Generator().manual_seed(seed)
     proc = processes.SE3Diffusion(trans_scale=0.2)
     torch.manual_seed(seed)
-    net = RegistrationNet(proc.spec(), k=8, k2=12, width=16, hidden=16).double()
+    net = RegistrationNet(proc.spec(), k=8, k2=12, width=16, hidden=16, features=features, fpfh_radius=0.3,
+                          fpfh_k=24).double()
     src = torch.randn(2, n, 3, generator=g, dtype=F64) * torch.tensor([0.4, 0.25, 0.1], dtype=F64)
     T = se3.random((2,), g, F64, translation_std=0.1)
     tgt = se3.apply(T, src)[:, :m] + 0.01 * torch.randn(2, m, 3, generator=g, dtype=F64)
@@ -24,8 +28,9 @@ def _setup(seed=0, n=96, m=70):
     return proc, net, src, tgt, x, g
 
 
-def test_features_are_invariant_to_rigid_motion():
-    _, net, src, _, _, g = _setup()
+@pytest.mark.parametrize("features", FEATURES)
+def test_features_are_invariant_to_rigid_motion(features):
+    _, net, src, _, _, g = _setup(features=features)
     Q = se3.random((2,), g, F64, translation_std=1.0)
     f1, s1 = net.features(src)
     f2, s2 = net.features(se3.apply(Q, src))
@@ -33,10 +38,11 @@ def test_features_are_invariant_to_rigid_motion():
     assert (s1 - s2).abs().max() < 1e-12
 
 
-def test_denoised_pose_is_equivariant_and_score_is_its_conditional_score():
+@pytest.mark.parametrize("features", FEATURES)
+def test_denoised_pose_is_equivariant_and_score_is_its_conditional_score(features):
     """Moving the target by Q and the current pose by Q moves the prediction by Q (x0' = Q x0), so a
     rotation of 180 degrees is handled like any other; the output is conditional_score(x0, x, t)."""
-    proc, net, src, tgt, x, g = _setup(1)
+    proc, net, src, tgt, x, g = _setup(1, features=features)
     t = torch.tensor([0.3, 0.8], dtype=F64)
     Q = se3.random((2,), g, F64, translation_std=0.5)
     x0 = net.denoised_pose(x, t, src, tgt)
@@ -47,8 +53,9 @@ def test_denoised_pose_is_equivariant_and_score_is_its_conditional_score():
     assert (out - proc.conditional_score(x0, x, t)).abs().max() < 1e-9 * (1 + out.abs().max())
 
 
-def test_backward_and_spec_round_trip():
-    proc, net, src, tgt, x, _ = _setup(2)
+@pytest.mark.parametrize("features", FEATURES)
+def test_backward_and_spec_round_trip(features):
+    proc, net, src, tgt, x, _ = _setup(2, features=features)
     t = torch.tensor([0.05, 0.6], dtype=F64)
     net(x, t, source=src, target=tgt).square().mean().backward()
     grads = [p.grad for p in net.parameters() if p.grad is not None]
@@ -75,3 +82,31 @@ def test_bad_input_is_named():
         net(x[:, :3], 0.5, source=src, target=tgt)
     with pytest.raises(ValueError, match="SE3Diffusion"):
         RegistrationNet(processes.VP().spec())
+    with pytest.raises(ValueError, match="features must be one of"):
+        RegistrationNet(processes.SE3Diffusion().spec(), features="shot")
+    with pytest.raises(ValueError, match="fpfh_radius"):
+        RegistrationNet(processes.SE3Diffusion().spec(), features="fpfh", fpfh_radius=0.0)
+
+
+def test_fpfh_histograms_by_their_definition():
+    """Each of the three sub-histograms of a point's SPFH counts every neighbour within the radius
+    once, so it sums to 1, and the FPFH (SPFH + weighted mean of the neighbours' SPFH) / 2 too; a
+    neighbourhood of a plane has phi = 0 and alpha = 0 for every pair (normals parallel and
+    perpendicular to the offsets), so all the mass is in the middle bins of alpha and phi."""
+    g = torch.Generator().manual_seed(4)
+    p = torch.rand(1, 200, 3, generator=g, dtype=F64)
+    p[..., 2] = 0.0  # a plane
+    idx = knn(p, 16)
+    n = oriented_normals(p, idx)
+    h = fpfh(p, n, idx, radius=0.5, bins=11)
+    assert h.shape == (1, 200, 33)
+    sums = h.reshape(1, 200, 3, 11).sum(-1)
+    assert (sums - 1).abs().max() < 1e-12
+    alpha, phi = h[0, :, :11], h[0, :, 11:22]
+    assert (alpha[:, 5] - 1).abs().max() < 1e-12 and (phi[:, 5] - 1).abs().max() < 1e-12
+    # a curved surface spreads phi away from the middle bin
+    s = torch.randn(1, 300, 3, generator=g, dtype=F64)
+    s = s / s.norm(dim=-1, keepdim=True)
+    i2 = knn(s, 16)
+    hs = fpfh(s, oriented_normals(s, i2), i2, radius=0.6)
+    assert hs[0, :, 11:22][:, 5].mean() < 0.9

@@ -153,7 +153,9 @@ class PoseDomain(Domain):
 
         s = self.settings
         return RegistrationNet(process.spec(), k=int(s.get("k", 16)), k2=int(s.get("k2", 32)),
-                               width=int(s.get("width", 64)), hidden=int(s.get("hidden", 64)))
+                               width=int(s.get("width", 64)), hidden=int(s.get("hidden", 64)),
+                               features=str(s.get("features", "ppf")), fpfh_radius=float(s.get("fpfh_radius", 0.15)),
+                               fpfh_k=int(s.get("fpfh_k", 64)))
 
     def resolve_model(self, model=None):
         """``model`` (a :class:`stochgen.Model` or a checkpoint path), else the shipped default."""
@@ -180,24 +182,39 @@ class PoseDomain(Domain):
         return se3.from_rt(so3.project(out[:, :3, :3]), out[:, :3, 3])  # float32 round-off off the rotations
 
     def register(self, source, target, model=None, particles: int = 16, steps: int | None = None,
-                 refine: bool = True, seed: int = 0, inlier: float = 0.02, keep: int = 4,
-                 return_info: bool = False, **opts):
+                 refine: bool = True, seed: int = 0, inlier: float = 0.02, keep: int = 4, coarse: int = 0,
+                 proposals: str = "diffusion", return_info: bool = False, **opts):
         """The 4x4 pose ``T`` with ``target ~= source @ R.T + t`` (float64 numpy).
 
         ``source (N, 3)`` and ``target (M, 3)`` need no correspondences (``N != M`` is fine).
         ``particles`` reverse-diffusion hypotheses of ``steps`` steps; the ``keep`` best by the
         target inlier fraction (within ``inlier`` of the normalised scale) are refined by ICP
-        (``refine=False``: none is) and the best is returned. ``return_info``: also a dict with
-        the ``score`` of the answer and every hypothesis' score.
+        (``refine=False``: none is) and the best is returned. ``coarse``: before the selection, run
+        that many ICP iterations on every hypothesis against sub-sampled clouds (512 source and 256
+        target points; cheap, and it moves hypotheses near a basin into it). ``proposals``:
+        ``"diffusion"`` (the model's reverse diffusion) or ``"prior"`` (the prior's uniform rotations
+        and zero translation as they are, no network: the multi-start ICP the diffusion is measured
+        against). ``return_info``: also a dict with the ``score`` of the answer and every
+        hypothesis' score.
         """
         if opts:
             raise TypeError(f"unknown registration options: {', '.join(sorted(opts))}")
         if int(particles) < 1 or int(keep) < 1:
             raise ValueError(f"particles and keep must be >= 1, got {particles}, {keep}")
-        m = self.resolve_model(model)
+        if proposals not in ("diffusion", "prior"):
+            raise ValueError(f"proposals must be 'diffusion' or 'prior', got {proposals!r}")
         s, t, A, B = self.normalise(source, target)
-        hyp = self.hypotheses(m, s, t, particles, steps, seed)
+        if proposals == "prior":
+            g = torch.Generator().manual_seed(int(seed))
+            hyp = se3.from_rt(so3.random((int(particles),), generator=g, dtype=torch.float64),
+                              torch.zeros(int(particles), 3, dtype=torch.float64))
+        else:
+            hyp = self.hypotheses(self.resolve_model(model), s, t, particles, steps, seed)
         S, Tt = torch.from_numpy(s), torch.from_numpy(t)
+        if int(coarse) > 0 and refine:
+            rng = np.random.default_rng(seed + 1)
+            hyp = geometry.refine(torch.from_numpy(_subsample(s, min(len(s), 512), rng)),
+                                  torch.from_numpy(_subsample(t, min(len(t), 256), rng)), hyp, iters=int(coarse))
         score = geometry.fit_score(S, Tt, hyp, inlier=inlier)[geometry.SELECT_SCORE]
         order = torch.argsort(score, descending=True)[: int(keep)]
         best = hyp[order]
@@ -209,6 +226,14 @@ class PoseDomain(Domain):
         if return_info:
             return T, {"score": float(final[i]), "hypothesis_scores": score.tolist(), "particles": int(particles)}
         return T
+
+    # --- demo ------------------------------------------------------------------------------------
+    def demo(self, out: str, quick: bool = False, seed: int = 0, device: str = "cpu",
+             progress: bool = True) -> list[str]:
+        """``stochgen demo``: register the embedded shape turned by 150 degrees (domains/pose/demo.py)."""
+        from .demo import run
+
+        return run(self, out, quick=quick, seed=seed, device=device, progress=progress)
 
     @staticmethod
     def errors(T_est, T_true):

@@ -39,7 +39,9 @@ from stochgen import nets, processes
 from stochgen.nets import ScoreNet
 from stochgen.spaces import se3
 
-__all__ = ["RegistrationNet", "knn", "normals", "point_pair_features"]
+__all__ = ["RegistrationNet", "FEATURES", "fpfh", "knn", "normals", "oriented_normals", "point_pair_features"]
+
+FEATURES = ("ppf", "fpfh", "both")
 
 
 def knn(p: torch.Tensor, k: int) -> torch.Tensor:
@@ -76,6 +78,56 @@ def point_pair_features(p: torch.Tensor, n: torch.Tensor, idx: torch.Tensor, sca
                       (nj * dh).sum(-1, keepdim=True).abs(), (ni * nj).sum(-1, keepdim=True).abs()], dim=-1)
 
 
+def oriented_normals(p: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """:func:`normals` signed to point away from each cloud's centroid (consistent on star-shaped surfaces)."""
+    n = normals(p, idx)
+    out = ((p - p.mean(1, keepdim=True)) * n).sum(-1, keepdim=True) < 0
+    return torch.where(out, -n, n)
+
+
+def fpfh(p: torch.Tensor, n: torch.Tensor, idx: torch.Tensor, radius: float, bins: int = 11) -> torch.Tensor:
+    """Fast point feature histograms ``(B, N, 3 * bins)`` (Rusu et al., ICRA 2009) of clouds ``p (B, N, 3)``
+    with oriented normals ``n``, over the neighbours ``idx (B, N, k)`` (itself first) within ``radius``.
+
+    For a pair ``(s, t)`` of points with ``d = p_t - p_s`` (``s`` the point whose normal is closer to the
+    line), the Darboux frame ``u = n_s, v = u x d^, w = u x v`` gives ``alpha = v . n_t``,
+    ``phi = u . d^`` and ``theta = atan2(w . n_t, u . n_t)``; each point's simplified histogram (SPFH)
+    counts them in ``bins`` bins each (as fractions), and the FPFH adds the neighbours' SPFH weighted by
+    ``1 / distance``, averaged. Rotation- and translation-invariant (distances and angles only); not
+    differentiable (a fixed input feature).
+    """
+    with torch.no_grad():
+        nb = _gather(p, idx[..., 1:])                       # (B, N, k, 3)
+        d = nb - p[:, :, None]
+        dist = d.norm(dim=-1)
+        dh = d / dist[..., None].clamp_min(1e-12)
+        ni = n[:, :, None].expand_as(nb)
+        nj = _gather(n, idx[..., 1:])
+        # ties (equal normals: neighbours with the same PCA neighbourhood) keep the order, so round-off
+        # cannot decide the sign of phi differently in two frames
+        swap = ((ni * dh).sum(-1).abs() < (nj * dh).sum(-1).abs() - 1e-9)[..., None]
+        u = torch.where(swap, nj, ni)
+        nt = torch.where(swap, ni, nj)
+        dh = torch.where(swap, -dh, dh)
+        v = torch.linalg.cross(u, dh)
+        v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        w = torch.linalg.cross(u, v)
+        alpha = (v * nt).sum(-1)
+        phi = (u * dh).sum(-1)
+        theta = torch.atan2((w * nt).sum(-1), (u * nt).sum(-1))
+        valid = (dist <= radius).to(p.dtype)                 # (B, N, k)
+        parts = []
+        for val, lo, hi in ((alpha, -1.0, 1.0), (phi, -1.0, 1.0), (theta, -math.pi, math.pi)):
+            b = ((val - lo) / (hi - lo) * bins).long().clamp(0, bins - 1)
+            parts.append(nn.functional.one_hot(b, bins).to(p.dtype) * valid[..., None])
+        count = valid.sum(-1, keepdim=True).clamp_min(1.0)
+        spfh = torch.cat([h.sum(2) for h in parts], dim=-1) / count    # (B, N, 3 bins)
+        wgt = valid / dist.clamp_min(1e-6)
+        wgt = wgt / wgt.sum(-1, keepdim=True).clamp_min(1e-12)
+        out = spfh + (wgt[..., None] * _gather(spfh, idx[..., 1:])).sum(2)
+        return out / 2.0
+
+
 def _mlp(sizes) -> nn.Sequential:
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -104,7 +156,8 @@ class RegistrationNet(ScoreNet):
     * ``width``: feature size; ``hidden``: the MLPs' width.
     """
 
-    def __init__(self, score_process: dict, k: int = 16, k2: int = 32, width: int = 64, hidden: int = 64):
+    def __init__(self, score_process: dict, k: int = 16, k2: int = 32, width: int = 64, hidden: int = 64,
+                 features: str = "ppf", fpfh_radius: float = 0.15, fpfh_k: int = 64):
         super().__init__()
         self.score_process = dict(score_process)
         proc = processes.from_spec(self.score_process)
@@ -116,10 +169,19 @@ class RegistrationNet(ScoreNet):
         if self.k < 3 or self.k2 < 2 or self.width < 4 or self.hidden < 4:
             raise ValueError(f"RegistrationNet needs k >= 3, k2 >= 2, width, hidden >= 4; got k={k}, k2={k2}, "
                              f"width={width}, hidden={hidden}")
+        if features not in FEATURES:
+            raise ValueError(f"RegistrationNet features must be one of {', '.join(FEATURES)}, got {features!r}")
+        if not fpfh_radius > 0 or int(fpfh_k) < 2:
+            raise ValueError(f"fpfh_radius must be > 0 and fpfh_k >= 2, got {fpfh_radius!r}, {fpfh_k!r}")
+        self.features_kind, self.fpfh_radius, self.fpfh_k = features, float(fpfh_radius), int(fpfh_k)
         w, h = self.width, self.hidden
-        self.edge1 = _mlp([4, h, h, w])
-        self.edge2 = _mlp([w + 1, h, w])
-        self.point = _mlp([3 * w, h, w])
+        if features in ("ppf", "both"):
+            self.edge1 = _mlp([4, h, h, w])
+        if features in ("fpfh", "both"):
+            self.hist = _mlp([33, h, h, w])
+        n1 = 2 * w if features == "both" else w
+        self.edge2 = _mlp([n1 + 1, h, w])
+        self.point = _mlp([n1 + 2 * w, h, h, w])
         self.bilinear = nn.Linear(w, w, bias=False)
         self.time = _TimeHead(3)
         self.conf = _mlp([3, 16, 1])
@@ -127,7 +189,8 @@ class RegistrationNet(ScoreNet):
 
     def config(self) -> dict:
         return {"score_process": self.score_process, "k": self.k, "k2": self.k2, "width": self.width,
-                "hidden": self.hidden}
+                "hidden": self.hidden, "features": self.features_kind, "fpfh_radius": self.fpfh_radius,
+                "fpfh_k": self.fpfh_k}
 
     @property
     def cond_keys(self) -> tuple[str, ...]:
@@ -136,15 +199,25 @@ class RegistrationNet(ScoreNet):
     # --- pieces -----------------------------------------------------------------------------------
     def features(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Invariant features ``(B, N, width)`` and the length scale ``(B,)`` of clouds ``p (B, N, 3)``."""
-        idx = knn(p, max(self.k, self.k2))
-        i1, i2 = idx[..., : self.k], idx[..., : self.k2]
+        kinds = self.features_kind
+        kmax = max(self.k, self.k2, self.fpfh_k if kinds != "ppf" else 0)
+        idx = knn(p, kmax)
+        i1 = idx[..., : self.k]
         scale = (_gather(p, i1[..., 1:]) - p[:, :, None]).norm(dim=-1).mean((1, 2)).clamp_min(1e-9)
-        n = normals(p, i1)
-        f1 = self.edge1(point_pair_features(p, n, i1, scale)).amax(2)
+        parts = []
+        if kinds in ("ppf", "both"):
+            parts.append(self.edge1(point_pair_features(p, normals(p, i1), i1, scale)).amax(2))
+        if kinds in ("fpfh", "both"):
+            n = oriented_normals(p, i1)
+            parts.append(self.hist(fpfh(p, n, idx[..., : self.fpfh_k], self.fpfh_radius) * 5.0))
+        f1 = torch.cat(parts, dim=-1)
+        # context: the first features of a wider neighbourhood (k2 points), with their distances
+        i2 = idx[..., : self.k2]
         d2 = (_gather(p, i2) - p[:, :, None]).norm(dim=-1, keepdim=True) / (4 * scale[:, None, None, None])
         f2 = self.edge2(torch.cat([_gather(f1, i2), d2], dim=-1)).amax(2)
         g = f2.amax(1, keepdim=True).expand_as(f2)
-        return self.point(torch.cat([f1, f2, g], dim=-1)), scale
+        parts = [f1, f2, g]
+        return self.point(torch.cat(parts, dim=-1)), scale
 
     def _cached_features(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`features`, remembered between calls on the same cloud while not training (a sampler

@@ -31,6 +31,10 @@ def parse(argv=None):
     p.add_argument("--trans-scale", type=float, default=0.25)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--features", choices=("ppf", "fpfh", "both"), default="ppf",
+                   help="invariant point features: learned point-pair features, fixed FPFH histograms, or both")
+    p.add_argument("--fpfh-radius", type=float, default=0.15)
+    p.add_argument("--fpfh-k", type=int, default=64)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -68,7 +72,8 @@ def main(argv=None) -> int:
         return 0
     os.makedirs(args.out, exist_ok=True)
     dom = PoseDomain(pairs=args.pairs, seed=args.seed, n_points=args.points, trans_scale=args.trans_scale,
-                     width=args.width, hidden=args.hidden)
+                     width=args.width, hidden=args.hidden, features=args.features, fpfh_radius=args.fpfh_radius,
+                     fpfh_k=args.fpfh_k)
     t0 = time.time()
     data = dom.load()
     print(f"{len(data)} pairs of {args.points} points in {time.time() - t0:.0f} s", flush=True)
