@@ -29,7 +29,11 @@ Methods:
   normal signs (voxel 0.035, the best without orientation).
 * ``open3d ICP from truth``: the same point-to-plane ICP started at the true pose (a ceiling:
   what local refinement alone keeps when the global step is perfect).
-* ``ours``: ``stochgen.domain("pose").register(source, target)``, when the pose domain exists.
+* ``ours``: ``stochgen.domain("pose").register(source, target)``, when the pose domain exists
+  (``--opts`` passes register options as JSON).
+* ``ours, prior proposals`` (``--ablation``): the same pipeline with the prior's uniform rotations
+  as the hypotheses instead of the reverse diffusion's (no network): multi-start ICP with the same
+  selection and refinement, which shows what the diffusion model adds.
 
 Metrics per angle and overall: success rate (rotation error < 5 deg and translation error
 < 0.05), median rotation error (deg), mean seconds per pair, timed on ``--threads`` threads
@@ -40,6 +44,7 @@ Run:  pip install open3d-cpu trimesh;  apt-get install -y libcgal-demo opencv-do
       python benchmarks/bench_pose.py            # 25 pairs per angle (200 pairs)
       python benchmarks/bench_pose.py --quick    # 3 pairs per angle, smoke test
       python benchmarks/bench_pose.py --model m.ckpt --plain   # a given pose model; + Open3D's own normal signs
+      python benchmarks/bench_pose.py --ablation --opts '{"particles": 64}'   # + prior proposals; options
       python benchmarks/bench_pose.py --tune     # the Open3D parameter search on training shapes
 """
 from __future__ import annotations

@@ -110,3 +110,27 @@ def test_fpfh_histograms_by_their_definition():
     i2 = knn(s, 16)
     hs = fpfh(s, oriented_normals(s, i2), i2, radius=0.6)
     assert hs[0, :, 11:22][:, 5].mean() < 0.9
+
+
+def test_match_rows_uses_evenly_spaced_target_points():
+    """At inference, match_rows=r matches the r evenly spaced target rows only: the same as giving the
+    network those target rows with the whole cloud's features; r >= M changes nothing; training ignores it."""
+    proc, net, src, tgt, x, _ = _setup(5, features="fpfh")
+    net.eval()
+    t = torch.tensor([0.2, 0.7], dtype=F64)
+    with torch.no_grad():
+        full = net.denoised_pose(x, t, src, tgt)
+        net.match_rows = tgt.shape[1]
+        assert torch.equal(net.denoised_pose(x, t, src, tgt), full)
+        net.match_rows = 20
+        part = net.denoised_pose(x, t, src, tgt)
+        keep = torch.linspace(0, tgt.shape[1] - 1, 20).round().long()
+        ht, _ = net.features(tgt)
+        net.match_rows = None
+        net.features, orig = (lambda p: (ht[:, keep], net.__class__.features(net, src)[1])
+                              if p.shape[1] == 20 else orig(p)), net.features
+        again = net.denoised_pose(x, t, src, tgt[:, keep])
+    assert (part - again).abs().max() < 1e-10
+    assert (part - full).abs().max() > 1e-6
+    assert torch.allclose(part[:, :3, :3] @ part[:, :3, :3].transpose(1, 2), torch.eye(3, dtype=F64).expand(2, 3, 3),
+                          atol=1e-9)

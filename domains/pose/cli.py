@@ -26,7 +26,7 @@ def add_verbs(subparsers) -> None:
     p.add_argument("--model", metavar="CKPT", default=None, help="a pose model (default: the shipped one)")
     p.add_argument("-o", "--output", metavar="T.txt", default=None, help="write the 4x4 transform here (text)")
     p.add_argument("--plot", metavar="FIG", default=None, help="both clouds before and after (.png/.pdf/.svg)")
-    p.add_argument("--particles", metavar="K", type=_positive_int, default=16,
+    p.add_argument("--particles", metavar="K", type=_positive_int, default=32,
                    help="reverse-diffusion hypotheses started from uniform rotations")
     p.add_argument("--steps", metavar="N", type=_positive_int, default=None, help="sampler steps (default: the model's)")
     p.add_argument("--no-refine", action="store_true", help="skip the point-to-plane ICP refinement")

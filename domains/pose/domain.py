@@ -164,8 +164,11 @@ class PoseDomain(Domain):
 
     # --- registration ----------------------------------------------------------------------------
     def hypotheses(self, model, source_n: np.ndarray, target_n: np.ndarray, particles: int = 16,
-                   steps: int | None = None, seed: int = 0) -> torch.Tensor:
-        """``(particles, 4, 4)`` poses of the normalised pair from the reverse diffusion (prior starts)."""
+                   steps: int | None = None, seed: int = 0, match_rows: int | None = None) -> torch.Tensor:
+        """``(particles, 4, 4)`` poses of the normalised pair from the reverse diffusion (prior starts).
+
+        ``match_rows``: the network matches only that many evenly spaced target points (its features
+        still come from the whole cloud): cheaper sampling, for many particles."""
         rng = np.random.default_rng(seed)
         n = int(model.domain.settings.get("n_points", DEFAULT_SETTINGS["n_points"]))
         dev = model.device
@@ -174,16 +177,24 @@ class PoseDomain(Domain):
         g = torch.Generator(device=dev).manual_seed(int(seed))
         proc = model.process
         x_T = proc.prior_sample((int(particles), 4, 4), generator=g)
-        with torch.no_grad():
-            out = stochgen.sample(proc, model.denoise, x_T=x_T.to(dev, torch.float32), sampler=model.sampler,
-                                  steps=int(steps or model.steps), prediction=model.prediction, generator=g,
-                                  cond={"source": src, "target": tgt})
+        net = model.weights
+        before = getattr(net, "match_rows", None)
+        if hasattr(net, "match_rows"):
+            net.match_rows = match_rows
+        try:
+            with torch.no_grad():
+                out = stochgen.sample(proc, model.denoise, x_T=x_T.to(dev, torch.float32), sampler=model.sampler,
+                                      steps=int(steps or model.steps), prediction=model.prediction, generator=g,
+                                      cond={"source": src, "target": tgt})
+        finally:
+            if hasattr(net, "match_rows"):
+                net.match_rows = before
         out = out.double().cpu()
         return se3.from_rt(so3.project(out[:, :3, :3]), out[:, :3, 3])  # float32 round-off off the rotations
 
-    def register(self, source, target, model=None, particles: int = 16, steps: int | None = None,
-                 refine: bool = True, seed: int = 0, inlier: float = 0.02, keep: int = 4, coarse: int = 0,
-                 proposals: str = "diffusion", return_info: bool = False, **opts):
+    def register(self, source, target, model=None, particles: int = 32, steps: int | None = None,
+                 refine: bool = True, seed: int = 0, inlier: float = 0.02, keep: int = 4, coarse: int = 8,
+                 proposals: str = "diffusion", match_rows: int | None = None, return_info: bool = False, **opts):
         """The 4x4 pose ``T`` with ``target ~= source @ R.T + t`` (float64 numpy).
 
         ``source (N, 3)`` and ``target (M, 3)`` need no correspondences (``N != M`` is fine).
@@ -195,7 +206,7 @@ class PoseDomain(Domain):
         ``"diffusion"`` (the model's reverse diffusion) or ``"prior"`` (the prior's uniform rotations
         and zero translation as they are, no network: the multi-start ICP the diffusion is measured
         against). ``return_info``: also a dict with the ``score`` of the answer and every
-        hypothesis' score.
+        hypothesis' score. ``match_rows``: see :meth:`hypotheses`.
         """
         if opts:
             raise TypeError(f"unknown registration options: {', '.join(sorted(opts))}")
@@ -209,7 +220,7 @@ class PoseDomain(Domain):
             hyp = se3.from_rt(so3.random((int(particles),), generator=g, dtype=torch.float64),
                               torch.zeros(int(particles), 3, dtype=torch.float64))
         else:
-            hyp = self.hypotheses(self.resolve_model(model), s, t, particles, steps, seed)
+            hyp = self.hypotheses(self.resolve_model(model), s, t, particles, steps, seed, match_rows=match_rows)
         S, Tt = torch.from_numpy(s), torch.from_numpy(t)
         if int(coarse) > 0 and refine:
             rng = np.random.default_rng(seed + 1)

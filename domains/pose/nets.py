@@ -186,6 +186,8 @@ class RegistrationNet(ScoreNet):
         self.time = _TimeHead(3)
         self.conf = _mlp([3, 16, 1])
         self._cache: dict = {}
+        #: at inference, match only this many (evenly spaced) target points; None: all (not part of the spec)
+        self.match_rows: int | None = None
 
     def config(self) -> dict:
         return {"score_process": self.score_process, "k": self.k, "k2": self.k2, "width": self.width,
@@ -236,21 +238,30 @@ class RegistrationNet(ScoreNet):
         """The predicted clean pose ``(B, 4, 4)`` at poses ``x`` and times ``t (B,)``."""
         hs, scale = self._cached_features(source)
         ht, _ = self._cached_features(target)
-        if hs.shape[0] != x.shape[0]:
-            hs, scale, ht = hs.expand(x.shape[0], -1, -1), scale.expand(x.shape[0]), ht.expand(x.shape[0], -1, -1)
+        b = x.shape[0]
+        rows = self.match_rows
+        if rows and not self.training and target.shape[1] > rows:
+            # inference shortcut: match only every k-th target point (features still from the whole cloud)
+            keep = torch.linspace(0, target.shape[1] - 1, int(rows), device=target.device).round().long()
+            ht, target = ht[:, keep], target[:, keep]
+        # feature similarity: once per pair of clouds (one pair shared by many poses: computed once)
+        sim = ht @ self.bilinear(hs).transpose(1, 2) / math.sqrt(self.width)  # (B or 1, M, N)
+        scale = scale.expand(b)
         head = self.time(t)
         tau = nn.functional.softplus(head[:, 0]) + 1e-3
         lam = nn.functional.softplus(head[:, 1] - 4.0)
         gate = torch.sigmoid(head[:, 2] + 2.0)
-        source, target = source.expand(x.shape[0], -1, -1), target.expand(x.shape[0], -1, -1)
+        source, target = source.expand(b, -1, -1), target.expand(b, -1, -1)
         moved = se3.apply(x, source)  # (B, N, 3)
-        sim = ht @ self.bilinear(hs).transpose(1, 2) / math.sqrt(self.width)  # (B, M, N)
-        dist2 = torch.cdist(target, moved).square() / scale[:, None, None] ** 2
-        logits = tau[:, None, None] * sim - lam[:, None, None] * dist2
-        att = torch.softmax(logits, dim=-1)
+        # squared distances |y_j - m_i|^2 = |y|^2 + |m|^2 - 2 y.m (no square root), in units of the scale
+        dist2 = torch.baddbmm((target * target).sum(-1, keepdim=True) + (moved * moved).sum(-1)[:, None, :],
+                              target, moved.transpose(1, 2), alpha=-2.0).clamp_min(0.0)
+        logits = tau[:, None, None] * sim - (lam / scale ** 2)[:, None, None] * dist2
+        logp = torch.log_softmax(logits, dim=-1)
+        att = logp.exp()
         matched = att @ source  # (B, M, 3) in source coordinates
         top = att.amax(-1)
-        ent = -(att * torch.log(att.clamp_min(1e-12))).sum(-1) / math.log(att.shape[-1])
+        ent = -(att * logp).sum(-1) / math.log(att.shape[-1])
         w = torch.sigmoid(self.conf(torch.stack([top, ent, t[:, None].expand_as(top)], dim=-1))[..., 0]) + 1e-4
         import roma
 
