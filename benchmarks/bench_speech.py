@@ -53,7 +53,14 @@ def rows_for(args, model, predictive) -> list[tuple[str, str, dict]]:
     if args.task == "enhance":
         rows += [("noisereduce (non-stationary)", "noisereduce", {"stationary": False}),
                  ("noisereduce (stationary)", "noisereduce", {"stationary": True})]
-    rows.append((f"stochgen default ({model.sampler}, {int(model.steps)} steps)", "stochgen", {"model": model}))
+    ws = model.domain.settings.get("warm_start") if hasattr(model.domain, "settings") else None
+    if ws is not None:
+        rows.append((f"stochgen default (predictive estimate, warm start t={ws:g}, {model.sampler} "
+                     f"{int(model.steps)} steps)", "stochgen", {"model": model}))
+        rows.append((f"stochgen {model.sampler}, {int(model.steps)} steps from the prior", "stochgen",
+                     {"model": model, "warm_start": None}))
+    else:
+        rows.append((f"stochgen default ({model.sampler}, {int(model.steps)} steps)", "stochgen", {"model": model}))
     if not args.quick:
         rows += [("stochgen mr-exact, 1 step", "stochgen", {"model": model, "steps": 1}),
                  ("stochgen mr-pc, 30 steps (reference)", "stochgen", {"model": model, "sampler": "mr-pc", "steps": 30}),

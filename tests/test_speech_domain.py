@@ -179,5 +179,38 @@ def test_evaluations_counts_the_samplers_network_calls():
     dom = SpeechDomain()
     model = stochgen.load(default_weights("enhance"))
     wave = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32) * 0.3
-    assert dom.evaluations(model, wave) == int(model.steps) == 2
+    warm = model.domain.settings.get("warm_start") is not None
+    # the stored default: the predictive estimate (1 evaluation), then mr-exact's 2 steps from t = 0.1
+    assert dom.evaluations(model, wave) == int(model.steps) + warm == 3
+    assert dom.evaluations(model, wave, warm_start=None) == int(model.steps) == 2
     assert dom.evaluations(model, wave, steps=1) == 1
+
+
+def test_model_default_warm_start_and_how_to_turn_it_off(tmp_path, monkeypatch):
+    """A model whose settings name a warm start uses it when the caller gives no sampler, steps or
+    warm_start; its predictive model is found relative to the weights folder. With identity networks
+    (untrained residual models return y) the answer is the input whichever path runs."""
+    from stochgen.model import Model
+
+    from domains.speech.nets import SpeechUNet
+
+    m = _identity_model()
+    dp = SpeechDomain(**TINY, process="predictive")
+    torch.manual_seed(1)
+    pred = Model(dp, dp.default_process(), SpeechUNet(channels=(8, 16), residual=True), prediction="x0",
+                 state_shape=(2, 256, 32), steps=1)
+    pred.save(str(tmp_path / "pred.safetensors"))
+    monkeypatch.setattr(D, "WEIGHTS_DIR", tmp_path)
+    m.domain.settings.update(warm_start=0.3, predictive="pred.safetensors")
+    dom = SpeechDomain()
+    w = 0.4 * _speechlike(4000, np.random.default_rng(5))
+    assert dom.evaluations(m, w) == int(m.steps) + 1 == 4
+    assert dom.evaluations(m, w, warm_start=None) == int(m.steps)
+    assert dom.evaluations(m, w, steps=2) == 2
+    assert dom.evaluations(m, w, sampler="mr-exact") == int(m.steps)
+    out = dom.enhance(w, SR, model=m)
+    assert out.shape == w.shape and np.abs(out - w).max() < 1e-4
+    m.domain.settings["predictive"] = "missing.safetensors"
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        dom.enhance(w, SR, model=m)
+    assert np.abs(dom.enhance(w, SR, model=m, warm_start=None) - w).max() < 1e-4

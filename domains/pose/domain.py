@@ -194,7 +194,7 @@ class PoseDomain(Domain):
 
     def register(self, source, target, model=None, particles: int = 32, steps: int | None = None,
                  refine: bool = True, seed: int = 0, inlier: float = 0.02, keep: int = 4, coarse: int = 8,
-                 proposals: str = "diffusion", match_rows: int | None = None, return_info: bool = False, **opts):
+                 proposals: str = "diffusion", match_rows: int | None = 128, return_info: bool = False, **opts):
         """The 4x4 pose ``T`` with ``target ~= source @ R.T + t`` (float64 numpy).
 
         ``source (N, 3)`` and ``target (M, 3)`` need no correspondences (``N != M`` is fine).

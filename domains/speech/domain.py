@@ -20,7 +20,10 @@ Settings (JSON, stored in checkpoints):
 * ``n_fft``, ``hop``, ``alpha``, ``beta``: the STFT codec;
 * ``net_channels`` ([32, 64, 64, 128]), ``patch`` ([4, 2]): the :class:`SpeechUNet`;
 * ``sampler_options``: options of the default sampler (``mr-exact``: ``order``,
-  ``stochastic``), used by :meth:`enhance` when the caller gives none.
+  ``stochastic``), used by :meth:`enhance` when the caller gives none;
+* ``warm_start`` / ``predictive``: the default StoRM warm start of :meth:`enhance` (a time and a
+  predictive model file, relative to ``domains/speech/weights`` unless absolute), used when the
+  caller gives no ``sampler``, ``steps`` or ``warm_start`` (``warm_start=None`` turns it off).
 
 Samplers (``enhance(..., sampler=...)``): ``"mr-exact"`` (default; the semi-analytic
 mean-reverting solver, MR-Sampler style: the linear part integrated exactly, second order
@@ -278,9 +281,25 @@ class SpeechDomain(Domain):
         info["nfe"] = int(info.get("nfe", 0)) + nfe0
         return (out, info) if return_info else out
 
+    def _with_model_defaults(self, model, opts: dict, task: str = "enhance") -> dict:
+        """``opts`` plus the model's default warm start (settings ``warm_start`` / ``predictive``) when the
+        caller gives no ``sampler``, ``steps`` or ``warm_start``; a ``predictive`` path loaded."""
+        opts = dict(opts)
+        ms = model.domain.settings if isinstance(model.domain, SpeechDomain) else {}
+        if ms.get("warm_start") is not None and not {"warm_start", "sampler", "steps"} & opts.keys():
+            opts["warm_start"] = float(ms["warm_start"])
+            if ms.get("predictive"):
+                opts.setdefault("predictive", str(WEIGHTS_DIR / ms["predictive"]))
+        if isinstance(opts.get("predictive"), (str, os.PathLike)):  # a checkpoint path of the warm start's model
+            opts["predictive"] = self.resolve_model(opts["predictive"], task)
+        return opts
+
     def evaluations(self, model, wave: np.ndarray, **opts) -> int:
         """Network evaluations per chunk that :meth:`enhance` makes with ``opts``, counted on one call
         over the first 64 frames of ``wave`` (16 kHz)."""
+        opts = self._with_model_defaults(self.resolve_model(model, self.settings.get("task", "enhance")), opts)
+        for key in ("seed", "batch", "progress"):
+            opts.pop(key, None)
         w = np.asarray(wave, dtype=np.float32)
         y = self.encode(w[None] / max(1e-9, float(np.abs(w).max())))[..., :64]
         return int(self.enhance_states(model, y, return_info=True, **opts)[1]["nfe"])
@@ -324,8 +343,7 @@ class SpeechDomain(Domain):
         generator = opts.pop("generator", None) or torch.Generator(device=model.device).manual_seed(int(seed))
         batch = int(opts.pop("batch", 1))
         progress = bool(opts.pop("progress", False))
-        if isinstance(opts.get("predictive"), (str, os.PathLike)):  # a checkpoint path of the warm start's model
-            opts["predictive"] = self.resolve_model(opts["predictive"], task)
+        opts = self._with_model_defaults(model, opts, task)
         x = resample(w.astype(np.float32), sr, SAMPLE_RATE)
         out = dom._enhance_16k(model, x, generator, batch, progress, opts)
         out = resample(out, SAMPLE_RATE, sr)

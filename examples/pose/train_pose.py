@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python examples/pose/train_pose.py --out runs/pose --pairs 4000 --steps 3000
     ... --resume                       # continue runs/pose/train.ckpt
-    python examples/pose/train_pose.py --out runs/pose --export domains/pose/weights/register.safetensors
+    python examples/pose/train_pose.py --out runs/pose --export domains/pose/weights/register.safetensors --sample-steps 5
 
 Data recipe: ``PoseDomain(pairs=P, seed=S).load()`` draws P pairs of
 :func:`domains.pose.shapes.random_training_pair` (training shapes only: the held-out and bench
@@ -45,6 +45,8 @@ def parse(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--sample-steps", type=int, default=None,
+                   help="with --export: the model's default sampler steps (default: the domain's, 10)")
     p.add_argument("--export", default=None, metavar="WEIGHTS",
                    help="instead of training: write OUT/train.ckpt's EMA network as a model file WEIGHTS")
     return p.parse_args(argv)
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
         m = stochgen.load(ckpt)
         out = Model(m.domain, m.process, m.weights, prediction=m.prediction, precondition=m.precondition, ema=None,
                     ema_decay=None, state_shape=m.state_shape, num_classes=m.num_classes, sampler=m.sampler,
-                    steps=m.steps, extra_spec=m.extra_spec)
+                    steps=int(args.sample_steps or m.steps), extra_spec=m.extra_spec)
         out.history = m.history
         path = out.save(args.export)
         print(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
