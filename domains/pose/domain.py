@@ -37,7 +37,8 @@ from .io import check_points, check_transform
 __all__ = ["PoseDomain", "default_weights", "DEFAULT_SETTINGS"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_SETTINGS = {"n_points": 512, "trans_scale": 0.25, "pairs": 4000, "seed": 0}
+DEFAULT_SETTINGS = {"n_points": 256, "trans_scale": 0.25, "pairs": 3000, "seed": 0, "features": "fpfh",
+                    "fpfh_radius": 0.2, "fpfh_k": 64}
 
 
 def default_weights() -> Path:
@@ -55,7 +56,7 @@ def _subsample(p: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 class PoseDomain(Domain):
     """Relative poses ``(N, 4, 4)`` of normalised cloud pairs, the clouds as conditions; see the module docstring.
 
-    Settings: ``n_points`` (points of each cloud the network sees, default 512), ``trans_scale``
+    Settings: ``n_points`` (points of each cloud the network sees, default 256), ``trans_scale``
     (the prior's translation std in normalised units, 0.25), ``pairs`` / ``seed`` (the generated
     training set of :meth:`load`), ``k`` / ``k2`` / ``width`` / ``hidden`` (the network).
     """
@@ -154,8 +155,8 @@ class PoseDomain(Domain):
         s = self.settings
         return RegistrationNet(process.spec(), k=int(s.get("k", 16)), k2=int(s.get("k2", 32)),
                                width=int(s.get("width", 64)), hidden=int(s.get("hidden", 64)),
-                               features=str(s.get("features", "ppf")), fpfh_radius=float(s.get("fpfh_radius", 0.15)),
-                               fpfh_k=int(s.get("fpfh_k", 64)))
+                               features=str(self.setting("features")), fpfh_radius=float(self.setting("fpfh_radius")),
+                               fpfh_k=int(self.setting("fpfh_k")))
 
     def resolve_model(self, model=None):
         """``model`` (a :class:`stochgen.Model` or a checkpoint path), else the shipped default."""
