@@ -140,11 +140,17 @@ def test_prior_proposals_and_coarse_stage(tiny_model):
     T = _pose(150, [1, 0.2, -0.4], [0.02, 0.06, -0.03])
     tgt = src @ T[:3, :3].T + T[:3, 3]
     for proposals in ("prior", "diffusion"):
-        Te = d.register(src, tgt, model=tiny_model, particles=32, steps=2, coarse=6, keep=4, proposals=proposals)
+        Te = d.register(src, tgt, model=tiny_model, particles=32, uniform=0, steps=2, coarse=6, keep=4,
+                        proposals=proposals)
         rot, trans = d.errors(Te, T)
         assert rot < 1e-3 and trans < 1e-5, (proposals, rot, trans)
     with pytest.raises(ValueError, match="proposals must be"):
         d.register(src, tgt, model=tiny_model, proposals="ransac")
+    with pytest.raises(ValueError, match="uniform"):
+        d.register(src, tgt, model=tiny_model, uniform=-1)
+    # uniform starts join the diffusion's particles: every hypothesis is scored
+    _, info = d.register(src, tgt, model=tiny_model, particles=3, uniform=5, steps=2, return_info=True)
+    assert len(info["hypothesis_scores"]) == 8
 
 
 def test_demo_pair_follows_the_benchmark_recipe():

@@ -26,8 +26,10 @@ def add_verbs(subparsers) -> None:
     p.add_argument("--model", metavar="CKPT", default=None, help="a pose model (default: the shipped one)")
     p.add_argument("-o", "--output", metavar="T.txt", default=None, help="write the 4x4 transform here (text)")
     p.add_argument("--plot", metavar="FIG", default=None, help="both clouds before and after (.png/.pdf/.svg)")
-    p.add_argument("--particles", metavar="K", type=_positive_int, default=32,
+    p.add_argument("--particles", metavar="K", type=_positive_int, default=8,
                    help="reverse-diffusion hypotheses started from uniform rotations")
+    p.add_argument("--uniform", metavar="K", type=int, default=32,
+                   help="extra hypotheses: uniform rotations as they are (joined before the coarse ICP)")
     p.add_argument("--steps", metavar="N", type=_positive_int, default=None, help="sampler steps (default: the model's)")
     p.add_argument("--no-refine", action="store_true", help="skip the point-to-plane ICP refinement")
     p.add_argument("--truth", metavar="T.txt", default=None, help="true 4x4 transform: print the errors")
@@ -107,11 +109,15 @@ def run_register(args: argparse.Namespace) -> int:
         model = dom.resolve_model(args.model)
     except FileNotFoundError as exc:
         raise CLIError(str(exc)) from None
-    T, info = dom.register(source, target, model=model, particles=args.particles, steps=args.steps,
+    if args.uniform < 0:
+        raise CLIError(f"--uniform must be >= 0, got {args.uniform}")
+    T, info = dom.register(source, target, model=model, particles=args.particles, uniform=args.uniform,
+                           steps=args.steps,
                            refine=not args.no_refine, seed=args.seed, return_info=True)
     with np.printoptions(precision=6, suppress=True):
         print(T)
-    print(f"fit score (target inlier fraction): {info['score']:.4f}  ({args.particles} particles, "
+    print(f"fit score (target inlier fraction): {info['score']:.4f}  ({args.particles} particles + "
+          f"{args.uniform} uniform starts, "
           f"{'refined' if not args.no_refine else 'not refined'})")
     if truth is not None:
         rot, trans = dom.errors(T, truth)

@@ -193,9 +193,10 @@ class PoseDomain(Domain):
         out = out.double().cpu()
         return se3.from_rt(so3.project(out[:, :3, :3]), out[:, :3, 3])  # float32 round-off off the rotations
 
-    def register(self, source, target, model=None, particles: int = 32, steps: int | None = None,
+    def register(self, source, target, model=None, particles: int = 8, steps: int | None = None,
                  refine: bool = True, seed: int = 0, inlier: float = 0.02, keep: int = 4, coarse: int = 8,
-                 proposals: str = "diffusion", match_rows: int | None = 128, return_info: bool = False, **opts):
+                 proposals: str = "diffusion", match_rows: int | None = 128, uniform: int = 32,
+                 return_info: bool = False, **opts):
         """The 4x4 pose ``T`` with ``target ~= source @ R.T + t`` (float64 numpy).
 
         ``source (N, 3)`` and ``target (M, 3)`` need no correspondences (``N != M`` is fine).
@@ -207,7 +208,8 @@ class PoseDomain(Domain):
         ``"diffusion"`` (the model's reverse diffusion) or ``"prior"`` (the prior's uniform rotations
         and zero translation as they are, no network: the multi-start ICP the diffusion is measured
         against). ``return_info``: also a dict with the ``score`` of the answer and every
-        hypothesis' score. ``match_rows``: see :meth:`hypotheses`.
+        hypothesis' score. ``match_rows``: see :meth:`hypotheses`. ``uniform``: that many extra
+        hypotheses, uniform rotations with zero translation, join the proposals before the coarse stage.
         """
         if opts:
             raise TypeError(f"unknown registration options: {', '.join(sorted(opts))}")
@@ -216,12 +218,17 @@ class PoseDomain(Domain):
         if proposals not in ("diffusion", "prior"):
             raise ValueError(f"proposals must be 'diffusion' or 'prior', got {proposals!r}")
         s, t, A, B = self.normalise(source, target)
-        if proposals == "prior":
+        if int(uniform) < 0:
+            raise ValueError(f"uniform (extra uniform-rotation starts) must be >= 0, got {uniform!r}")
+        n_uniform = int(uniform) + (int(particles) if proposals == "prior" else 0)
+        parts = []
+        if proposals == "diffusion":
+            parts.append(self.hypotheses(self.resolve_model(model), s, t, particles, steps, seed, match_rows=match_rows))
+        if n_uniform:
             g = torch.Generator().manual_seed(int(seed))
-            hyp = se3.from_rt(so3.random((int(particles),), generator=g, dtype=torch.float64),
-                              torch.zeros(int(particles), 3, dtype=torch.float64))
-        else:
-            hyp = self.hypotheses(self.resolve_model(model), s, t, particles, steps, seed, match_rows=match_rows)
+            parts.append(se3.from_rt(so3.random((n_uniform,), generator=g, dtype=torch.float64),
+                                     torch.zeros(n_uniform, 3, dtype=torch.float64)))
+        hyp = torch.cat(parts)
         S, Tt = torch.from_numpy(s), torch.from_numpy(t)
         if int(coarse) > 0 and refine:
             rng = np.random.default_rng(seed + 1)
