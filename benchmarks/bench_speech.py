@@ -53,7 +53,7 @@ def rows_for(args, model, predictive) -> list[tuple[str, str, dict]]:
     if args.task == "enhance":
         rows += [("noisereduce (non-stationary)", "noisereduce", {"stationary": False}),
                  ("noisereduce (stationary)", "noisereduce", {"stationary": True})]
-    ws = model.domain.settings.get("warm_start") if hasattr(model.domain, "settings") else None
+    ws = model.domain.settings.get("warm_start")
     if ws is not None:
         rows.append((f"stochgen default (predictive estimate, warm start t={ws:g}, {model.sampler} "
                      f"{int(model.steps)} steps)", "stochgen", {"model": model}))

@@ -21,20 +21,13 @@ DEMO_ANGLE = 150.0
 
 def demo_pair(seed: int = 0, angle_deg: float = DEMO_ANGLE):
     """``(source (1024, 3), target (717, 3), T_true)`` of the embedded demo shape (see the module docstring)."""
-    from .shapes import crop_furthest, random_rotation, random_translation
+    from .shapes import move_and_crop
 
     pts = np.load(DEMO_SHAPE).astype(np.float64)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pts))
     source, other = pts[order[:1024]], pts[order[1024:2048]]
-    R = random_rotation(rng, angle_deg)
-    t = random_translation(rng, 0.1)
-    moved = other @ R.T + t
-    direction = rng.standard_normal(3)
-    direction /= np.linalg.norm(direction)
-    target = moved[crop_furthest(moved, 0.7, direction)] + 0.01 * rng.standard_normal((717, 3))
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, t
+    target, T = move_and_crop(other, angle_deg, rng, keep=0.7, noise=0.01, max_trans=0.1)
     return source, target, T
 
 

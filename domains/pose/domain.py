@@ -9,7 +9,8 @@ network: :class:`domains.pose.nets.RegistrationNet` (rotation-invariant features
 weighted Procrustes), conditioned on the two clouds (named conditions ``source`` / ``target``).
 
 Registration (:meth:`PoseDomain.register`): ``particles`` poses drawn from the prior (uniform
-rotations) run the geodesic reverse sampler ``se3-euler`` for ``steps`` steps; every final pose
+rotations) run the geodesic reverse sampler ``se3-euler`` for ``steps`` steps, ``uniform`` more
+uniform rotations join them as they are, a few coarse ICP iterations move each; every pose
 is scored by the fraction of target points with a moved source point within ``inlier``
 (:func:`domains.pose.geometry.fit_score`, robust when the target is a partial view), the best
 few are refined by trimmed point-to-plane ICP on the full clouds
@@ -202,12 +203,12 @@ class PoseDomain(Domain):
         ``source (N, 3)`` and ``target (M, 3)`` need no correspondences (``N != M`` is fine).
         ``particles`` reverse-diffusion hypotheses of ``steps`` steps; the ``keep`` best by the
         target inlier fraction (within ``inlier`` of the normalised scale) are refined by ICP
-        (``refine=False``: none is) and the best is returned. ``coarse``: before the selection, run
+        (``refine=False``: none is) and the best is returned. ``coarse`` (only with ``refine``): before the selection, run
         that many ICP iterations on every hypothesis against sub-sampled clouds (512 source and 256
         target points; cheap, and it moves hypotheses near a basin into it). ``proposals``:
-        ``"diffusion"`` (the model's reverse diffusion) or ``"prior"`` (the prior's uniform rotations
-        and zero translation as they are, no network: the multi-start ICP the diffusion is measured
-        against). ``return_info``: also a dict with the ``score`` of the answer and every
+        ``"diffusion"`` (the model's reverse diffusion) or ``"prior"`` (``particles + uniform`` uniform
+        rotations with zero translation as they are, no network: the multi-start ICP the diffusion is
+        measured against). ``return_info``: also a dict with the ``score`` of the answer and every
         hypothesis' score. ``match_rows``: see :meth:`hypotheses`. ``uniform``: that many extra
         hypotheses, uniform rotations with zero translation, join the proposals before the coarse stage.
         """

@@ -464,12 +464,22 @@ def make_pair(mesh, angle_deg: float | None, rng, n: int = 1024, keep: float = 0
     ``rng`` is a ``numpy.random.Generator`` or a seed; the draws are made in a fixed order, so
     the same seed gives the same pair.
     """
+    rng = _rng(rng)
+    source = sample_surface(mesh, n, rng)
+    points = sample_surface(mesh, n, rng) if independent else source.copy()
+    target, T = move_and_crop(points, angle_deg, rng, keep=keep, noise=noise, max_trans=max_trans)
+    return source, target, T
+
+
+def move_and_crop(points: np.ndarray, angle_deg: float | None, rng, keep: float = 0.7, noise: float = 0.01,
+                  max_trans: float = 0.1):
+    """The target half of :func:`make_pair`: ``points`` moved by a drawn ``T_true``, cropped to the
+    ``round(keep * n)`` points furthest along a random direction, plus ``N(0, noise^2)``; returns
+    ``(target, T_true)``. Draws, in order: rotation, translation, crop direction, noise."""
     import torch
     from stochgen.spaces import se3
 
     rng = _rng(rng)
-    source = sample_surface(mesh, n, rng)
-    points = sample_surface(mesh, n, rng) if independent else source.copy()
     R = random_rotation(rng, angle_deg)
     t = random_translation(rng, max_trans)
     T = se3.from_rt(torch.from_numpy(R), torch.from_numpy(t)).numpy()
@@ -479,7 +489,7 @@ def make_pair(mesh, angle_deg: float | None, rng, n: int = 1024, keep: float = 0
     target = moved[crop_furthest(moved, keep, direction)]
     if noise > 0:
         target = target + float(noise) * rng.standard_normal(target.shape)
-    return source, target, T
+    return target, T
 
 
 def random_training_pair(rng, shapes=None, n: int = 1024, keep_range=(0.6, 0.9), noise_range=(0.0, 0.02),

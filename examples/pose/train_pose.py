@@ -1,6 +1,6 @@
 """Train the pose domain's registration model (issue 11) on generated pairs of the training shapes, on CPU.
 
-    # the shipped model (these are the defaults; ~32 min on one thread of the 2-core project machine)
+    # the shipped model (these are the defaults; 38 min on one thread of the 2-core project machine)
     OMP_NUM_THREADS=1 python examples/pose/train_pose.py --out runs/pose --pairs 3000 --points 256 \
         --features fpfh --fpfh-radius 0.2 --steps 1200 --batch-size 16 --lr 2e-3 --ckpt-every 100
     ... --resume                       # continue runs/pose/train.ckpt
