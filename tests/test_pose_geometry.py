@@ -150,6 +150,13 @@ def test_fit_score_matches_brute_force_in_both_directions():
     torch.testing.assert_close(s["target_rmse"], rmse, rtol=0, atol=1e-12)
     single = G.fit_score(src, tgt, T_TRUE, inlier=0.05)
     assert single["target_inlier"].shape == () and float(single["target_inlier"]) == float(s["target_inlier"][0])
+    # the target-only form (hypothesis ranking) gives the same target values and nothing else
+    t_only = G.fit_score(src, tgt, poses, inlier=0.05, directions="target")
+    assert set(t_only) == {"target_to_source", "target_inlier", "target_rmse"}
+    for k, v in t_only.items():
+        torch.testing.assert_close(v, s[k], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="directions"):
+        G.fit_score(src, tgt, poses, directions="source")
 
 
 def test_target_inlier_ranks_poses_under_partial_overlap():

@@ -11,7 +11,7 @@ from stochgen.spaces import SE3, SO3, se3, so3
 
 F64 = torch.float64
 NEAR_ZERO = [0.0, 1e-12, 1e-9, 1e-6, 1e-3]
-GENERIC = [0.1, 1.0, 2.0, 3.0]
+GENERIC = [0.049, 0.051, 0.1, 1.0, 2.0, 3.0]  # 0.049 / 0.051: either side of the Taylor switch of the coefficients
 NEAR_PI = [math.pi - 1e-3, math.pi - 1e-6, math.pi - 1e-7, math.pi - 1e-9]
 
 

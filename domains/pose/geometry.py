@@ -164,7 +164,7 @@ def estimate_normals(points, k: int = 16) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fit_score(source, target, T, inlier: float = 0.02) -> dict[str, torch.Tensor]:
+def fit_score(source, target, T, inlier: float = 0.02, directions: str = "both") -> dict[str, torch.Tensor]:
     """How well poses ``T`` ``(4, 4)`` or ``(K, 4, 4)`` map ``source`` onto ``target``, both directions.
 
     With ``s_i' = R s_i + t`` the moved source points and ``d(x, Y) = min_y ||x - y||``:
@@ -181,6 +181,8 @@ def fit_score(source, target, T, inlier: float = 0.02) -> dict[str, torch.Tensor
     from the target, which penalises ``"source_to_target"`` and ``"source_inlier"`` however good
     the pose is. Rank hypotheses by ``"target_inlier"`` (:data:`SELECT_SCORE`; ties broken by
     ``"target_rmse"`` or ``"target_to_source"``). Each value has the batch shape of ``T``.
+    ``directions="target"``: only the three target-direction values (one nearest-neighbour query
+    instead of two: what ranking hypotheses needs).
     """
     S, Q, T = _common(source, target, T)
     _check_cloud(S, "source")
@@ -188,21 +190,22 @@ def fit_score(source, target, T, inlier: float = 0.02) -> dict[str, torch.Tensor
     _check_poses(T, "T")
     if not inlier > 0:
         raise ValueError(f"inlier (distance threshold) must be > 0, got {inlier!r}")
-    d_src, _ = _Nearest(Q).query(se3.apply(T, S))               # (..., N): moved source -> target
+    if directions not in ("both", "target"):
+        raise ValueError(f"directions must be 'both' or 'target', got {directions!r}")
     d_tgt, _ = _Nearest(S).query(se3.apply(se3.inverse(T), Q))  # (..., M): target -> source, in source frame
-    s2t, t2s = d_src.mean(-1), d_tgt.mean(-1)
+    t2s = d_tgt.mean(-1)
     tin = d_tgt <= inlier
     n_in = tin.sum(-1)
     sq = torch.where(tin, d_tgt * d_tgt, torch.zeros_like(d_tgt)).sum(-1)
     rmse = torch.where(n_in > 0, torch.sqrt(sq / n_in.clamp(min=1)), torch.full_like(sq, math.inf))
-    return {
-        "source_to_target": s2t,
-        "target_to_source": t2s,
-        "chamfer": 0.5 * (s2t + t2s),
-        "source_inlier": (d_src <= inlier).to(S.dtype).mean(-1),
-        "target_inlier": tin.to(S.dtype).mean(-1),
-        "target_rmse": rmse,
-    }
+    out = {"target_to_source": t2s, "target_inlier": tin.to(S.dtype).mean(-1), "target_rmse": rmse}
+    if directions == "target":
+        return out
+    d_src, _ = _Nearest(Q).query(se3.apply(T, S))  # (..., N): moved source -> target
+    s2t = d_src.mean(-1)
+    out.update({"source_to_target": s2t, "chamfer": 0.5 * (s2t + t2s),
+                "source_inlier": (d_src <= inlier).to(S.dtype).mean(-1)})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -62,8 +62,11 @@ def vee(X: torch.Tensor) -> torch.Tensor:
 def exp(xi: torch.Tensor) -> torch.Tensor:
     """Group exponential: ``Exp(rho, phi) = [[Exp(phi), J_l(phi) rho], [0, 1]]``."""
     rho, phi = xi[..., :3], xi[..., 3:]
-    R = so3.exp(phi)
-    t = (so3.left_jacobian(phi) @ rho[..., None])[..., 0]
+    a, b, c = so3._exp_coefficients(so3._norm(phi))  # one sine / cosine for R and J_l
+    K = so3.hat(phi)
+    R = so3._eye(phi) + a[..., None, None] * K + b[..., None, None] * (K @ K)
+    pr = torch.linalg.cross(phi, rho, dim=-1)  # J_l rho = rho + b phi x rho + c phi x (phi x rho)
+    t = rho + b[..., None] * pr + c[..., None] * torch.linalg.cross(phi, pr, dim=-1)
     return from_rt(R, t)
 
 

@@ -83,6 +83,30 @@ def _inv_jacobian_coeff(x: torch.Tensor) -> torch.Tensor:
     return torch.where(small, taylor, (1.0 - half * torch.cos(half) / torch.sin(half)) / (xs * xs))
 
 
+def _exp_coefficients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``sin(x)/x``, ``(1 - cos x)/x^2`` and ``(x - sin x)/x^3`` from one sine and cosine of ``x/2``.
+
+    The three coefficients of the exponential and the left Jacobian, computed together (the
+    exponentials on SO(3) / SE(3) are called per step in batched ICP and samplers, where the
+    number of small tensor operations is the cost). With ``s, c = sin(x/2), cos(x/2)``:
+    ``sin x = 2 s c`` and ``1 - cos x = 2 s^2`` (no cancellation); below ``_SMALL_CANCEL``
+    Taylor series to ``x^8`` (truncation below 1e-16 relative there).
+    """
+    small = x.abs() < _SMALL_CANCEL
+    xs = _safe(x, small)
+    sh, ch = torch.sin(0.5 * xs), torch.cos(0.5 * xs)
+    sin = 2.0 * sh * ch
+    x2 = x * x
+    x4 = x2 * x2
+    a_t = 1.0 - x2 / 6.0 + x4 / 120.0 - x4 * x2 / 5040.0 + x4 * x4 / 362880.0
+    b_t = 0.5 - x2 / 24.0 + x4 / 720.0 - x4 * x2 / 40320.0 + x4 * x4 / 3628800.0
+    c_t = 1.0 / 6.0 - x2 / 120.0 + x4 / 5040.0 - x4 * x2 / 362880.0 + x4 * x4 / 39916800.0
+    a = torch.where(small, a_t, sin / xs)
+    b = torch.where(small, b_t, 2.0 * sh * sh / (xs * xs))
+    c = torch.where(small, c_t, (xs - sin) / (xs * xs * xs))
+    return a, b, c
+
+
 def _norm(v: torch.Tensor) -> torch.Tensor:
     """Euclidean norm over the last axis whose gradient is 0 (not NaN) at the zero vector."""
     sq = (v * v).sum(-1)
