@@ -131,6 +131,9 @@ class Domain:
     default_prediction: str | None = None
     #: number of dimensions of an encoded batch (batch included); None: any >= 2 (the process decides)
     state_ndim: int | None = None
+    #: training settings ``stochgen.fit`` uses when the call leaves them out (``steps`` / ``epochs``,
+    #: ``batch_size``, ``lr``, ``warmup``, ``lr_schedule``, ``lr_min``); empty: the core's defaults
+    fit_defaults: dict = {}
 
     def __init__(self, **settings):
         try:

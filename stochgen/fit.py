@@ -271,16 +271,20 @@ def _drop_conds(cond: dict, drops: dict, g: torch.Generator) -> dict:
     return cond
 
 
-def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmup=100, weight_decay=0.0, clip=1.0,
+#: training settings of ``fit`` when neither the call nor the domain's ``fit_defaults`` give them
+FIT_DEFAULTS = {"batch_size": 128, "lr": 2e-4, "warmup": 100, "lr_schedule": "constant", "lr_min": 0.0}
+
+
+def fit(domain, data, *, steps=None, epochs=None, batch_size=None, lr=None, warmup=None, weight_decay=0.0, clip=1.0,
         ema=0.999, seed=0, val_split=0.0, val_every=None, ckpt_every=None, ckpt_path=None, resume=None,
         device="cpu", precision="float32", log=None, progress=True, process=None, network=None, prediction=None,
-        cond_drop=0.1, log_every=10, metrics_every=None, objective_options=None, lr_schedule="constant",
-        lr_min=0.0) -> Model:
+        cond_drop=0.1, log_every=10, metrics_every=None, objective_options=None, lr_schedule=None,
+        lr_min=None) -> Model:
     """Train a model on ``data`` of ``domain`` and return a :class:`stochgen.Model`.
 
     * ``domain``: a :class:`stochgen.Domain` or a registered name; ``data``: anything
       ``domain.load`` takes (or :class:`DomainData`).
-    * ``steps`` (or ``epochs``); ``batch_size`` per process (the global batch is
+    * ``steps`` (or ``epochs``; neither: the domain's ``fit_defaults["steps"]``); ``batch_size`` per process (the global batch is
       ``batch_size * world_size``); AdamW with ``lr``, linear warm-up over ``warmup``
       steps, then ``lr_schedule``: ``"constant"``, or ``"cosine"`` / ``"linear"`` decay from ``lr``
       to ``lr_min`` at the last step (a function of the step, so a resumed run follows it too);
@@ -311,16 +315,24 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=128, lr=2e-4, warmu
     """
     from .domain import domain as _domain
 
+    if isinstance(domain, str):
+        domain = _domain(domain)
+    if not isinstance(domain, Domain):
+        raise TypeError(f"domain must be a stochgen.Domain or a registered name, got {type(domain).__name__}")
+    # settings the call leaves out: the domain's fit_defaults, then FIT_DEFAULTS
+    own = dict(getattr(domain, "fit_defaults", None) or {})
+    if steps is None and epochs is None:
+        steps, epochs = own.get("steps"), own.get("epochs")
+    batch_size, lr, warmup, lr_schedule, lr_min = (
+        v if v is not None else own.get(k, FIT_DEFAULTS[k])
+        for k, v in (("batch_size", batch_size), ("lr", lr), ("warmup", warmup), ("lr_schedule", lr_schedule),
+                     ("lr_min", lr_min)))
     _check_args(steps, epochs, batch_size, lr, warmup, clip, ema, val_split, val_every, ckpt_every, ckpt_path,
                 precision, 0.0 if isinstance(cond_drop, dict) else cond_drop, metrics_every)
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
     if not (math.isfinite(float(lr_min)) and 0 <= float(lr_min) <= float(lr)):
         raise ValueError(f"lr_min must lie in [0, lr={lr}], got {lr_min}")
-    if isinstance(domain, str):
-        domain = _domain(domain)
-    if not isinstance(domain, Domain):
-        raise TypeError(f"domain must be a stochgen.Domain or a registered name, got {type(domain).__name__}")
     ctx = _dist.setup(device)
     if ctx.enabled and torch.device(device).type == "cuda":
         device = f"cuda:{ctx.local_rank}"
