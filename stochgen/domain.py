@@ -132,7 +132,7 @@ class Domain:
     #: number of dimensions of an encoded batch (batch included); None: any >= 2 (the process decides)
     state_ndim: int | None = None
     #: training settings ``stochgen.fit`` uses when the call leaves them out (``steps`` / ``epochs``,
-    #: ``batch_size``, ``lr``, ``warmup``, ``lr_schedule``, ``lr_min``); empty: the core's defaults
+    #: ``batch_size``, ``lr``, ``warmup``, ``lr_schedule``, ``lr_min``, ``ema``); empty: the core's defaults
     fit_defaults: dict = {}
 
     def __init__(self, **settings):

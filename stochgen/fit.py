@@ -272,11 +272,12 @@ def _drop_conds(cond: dict, drops: dict, g: torch.Generator) -> dict:
 
 
 #: training settings of ``fit`` when neither the call nor the domain's ``fit_defaults`` give them
-FIT_DEFAULTS = {"batch_size": 128, "lr": 2e-4, "warmup": 100, "lr_schedule": "constant", "lr_min": 0.0}
+FIT_DEFAULTS = {"batch_size": 128, "lr": 2e-4, "warmup": 100, "lr_schedule": "constant", "lr_min": 0.0,
+                "ema": 0.999}
 
 
 def fit(domain, data, *, steps=None, epochs=None, batch_size=None, lr=None, warmup=None, weight_decay=0.0, clip=1.0,
-        ema=0.999, seed=0, val_split=0.0, val_every=None, ckpt_every=None, ckpt_path=None, resume=None,
+        ema="auto", seed=0, val_split=0.0, val_every=None, ckpt_every=None, ckpt_path=None, resume=None,
         device="cpu", precision="float32", log=None, progress=True, process=None, network=None, prediction=None,
         cond_drop=0.1, log_every=10, metrics_every=None, objective_options=None, lr_schedule=None,
         lr_min=None) -> Model:
@@ -289,7 +290,8 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=None, lr=None, warm
       steps, then ``lr_schedule``: ``"constant"``, or ``"cosine"`` / ``"linear"`` decay from ``lr``
       to ``lr_min`` at the last step (a function of the step, so a resumed run follows it too);
       ``weight_decay``; gradient-norm clipping at ``clip`` (None: off);
-      ``ema`` decay of the float32 EMA copy used for sampling (None or 0: off).
+      ``ema`` decay of the float32 EMA copy used for sampling (None or 0: off; ``"auto"``: the
+      domain's ``fit_defaults["ema"]``, else 0.999).
     * ``process``, ``network`` (module or nets spec), ``prediction``: default to the
       domain's. EDM processes with an ``"x0"`` prediction get EDM preconditioning.
     * ``cond_drop``: probability of replacing a label by the null class -1 (for
@@ -327,6 +329,10 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=None, lr=None, warm
         v if v is not None else own.get(k, FIT_DEFAULTS[k])
         for k, v in (("batch_size", batch_size), ("lr", lr), ("warmup", warmup), ("lr_schedule", lr_schedule),
                      ("lr_min", lr_min)))
+    if isinstance(ema, str):
+        if ema != "auto":
+            raise ValueError(f"ema must be a decay in [0, 1), None or 'auto', got {ema!r}")
+        ema = own.get("ema", FIT_DEFAULTS["ema"])
     _check_args(steps, epochs, batch_size, lr, warmup, clip, ema, val_split, val_every, ckpt_every, ckpt_path,
                 precision, 0.0 if isinstance(cond_drop, dict) else cond_drop, metrics_every)
     if lr_schedule not in LR_SCHEDULES:
