@@ -210,6 +210,19 @@ def seed_int(text: str) -> int:
     return v
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number in 1 .. 100000 (counts of samples, steps, points)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    if v > 100_000:
+        raise argparse.ArgumentTypeError(f"{v} is too large (at most 100000)")
+    return v
+
+
 def check_device(name: str) -> str:
     """A torch device this machine has, or a one-line error."""
     import torch

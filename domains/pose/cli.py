@@ -17,7 +17,7 @@ _PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 def add_verbs(subparsers) -> None:
     """Add ``register`` to ``subparsers`` (what ``ArgumentParser.add_subparsers()`` returns)."""
-    from stochgen.cli import seed_int, verb_parser
+    from stochgen.cli import positive_int, seed_int, verb_parser
 
     p = verb_parser(subparsers, "register", help="rigid transform between two point clouds (SE(3) diffusion)",
                     description=_DESCRIPTION)
@@ -26,29 +26,17 @@ def add_verbs(subparsers) -> None:
     p.add_argument("--model", metavar="CKPT", default=None, help="a pose model (default: the shipped one)")
     p.add_argument("-o", "--output", metavar="T.txt", default=None, help="write the 4x4 transform here (text)")
     p.add_argument("--plot", metavar="FIG", default=None, help="both clouds before and after (.png/.pdf/.svg)")
-    p.add_argument("--particles", metavar="K", type=_positive_int, default=8,
+    p.add_argument("--particles", metavar="K", type=positive_int, default=8,
                    help="reverse-diffusion hypotheses started from uniform rotations")
     p.add_argument("--uniform", metavar="K", type=int, default=32,
                    help="extra hypotheses: uniform rotations as they are (joined before the coarse ICP)")
-    p.add_argument("--steps", metavar="N", type=_positive_int, default=None, help="sampler steps (default: the model's)")
+    p.add_argument("--steps", metavar="N", type=positive_int, default=None, help="sampler steps (default: the model's)")
     p.add_argument("--no-refine", action="store_true", help="skip the point-to-plane ICP refinement")
     p.add_argument("--truth", metavar="T.txt", default=None, help="true 4x4 transform: print the errors")
-    p.add_argument("--points", metavar="N", type=_positive_int, default=2048,
+    p.add_argument("--points", metavar="N", type=positive_int, default=2048,
                    help="points sampled from a mesh file")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the sampler and of mesh sampling")
     p.set_defaults(func=run_register)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    if v > 100_000:
-        raise argparse.ArgumentTypeError(f"{v} is too large (at most 100000)")
-    return v
 
 
 def _check_plot(path: str) -> None:

@@ -1,7 +1,6 @@
 """The timeseries domain's command: ``stochgen forecast CKPT SERIES.csv -o forecast.csv``."""
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
@@ -20,32 +19,22 @@ LEVELS = tuple(round(0.1 * k, 1) for k in range(1, 10))
 
 def add_verbs(subparsers) -> None:
     """Add ``forecast`` to ``subparsers``."""
-    from stochgen.cli import seed_int, verb_parser
+    from stochgen.cli import positive_int, seed_int, verb_parser
 
     p = verb_parser(subparsers, "forecast", help="probabilistic forecast of a series (timeseries diffusion model)",
                     description=_DESCRIPTION)
     p.add_argument("model", metavar="CKPT", help="a timeseries model (stochgen.fit(domain, history).save(...))")
     p.add_argument("series", metavar="SERIES.csv", help="the history: unique_id, ds, y (or ds, y) CSV")
-    p.add_argument("--horizon", metavar="H", type=_positive_int, default=None,
+    p.add_argument("--horizon", metavar="H", type=positive_int, default=None,
                    help="steps to forecast (default: the model's horizon; longer ones roll forward)")
-    p.add_argument("-n", "--samples", metavar="N", type=_positive_int, default=100, help="sample paths (default 100)")
+    p.add_argument("-n", "--samples", metavar="N", type=positive_int, default=100, help="sample paths (default 100)")
     p.add_argument("-o", "--output", metavar="forecast.csv", required=True, help="write the quantiles here (CSV)")
     p.add_argument("--plot", metavar="fan.png", default=None, help="fan chart of history, bands and truth")
-    p.add_argument("--holdout", metavar="H", type=_positive_int, default=None,
+    p.add_argument("--holdout", metavar="H", type=positive_int, default=None,
                    help="forecast the last H values of each series from the rest and score them")
-    p.add_argument("--steps", metavar="N", type=_positive_int, default=None, help="sampler steps (default: the model's)")
+    p.add_argument("--steps", metavar="N", type=positive_int, default=None, help="sampler steps (default: the model's)")
     p.add_argument("--seed", type=seed_int, default=0)
     p.set_defaults(func=run_forecast)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= v <= 100_000:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 100000, got {v}")
-    return v
 
 
 def quantile_frame(uid: str, ds, samples: np.ndarray):

@@ -25,7 +25,6 @@ training; missing context values at forecast time are unobserved entries of the 
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch

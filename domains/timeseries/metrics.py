@@ -44,7 +44,7 @@ Runtime needs only NumPy; ``scoringrules`` is optional (used for CRPS when prese
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
