@@ -321,6 +321,8 @@ def fit(domain, data, *, steps=None, epochs=None, batch_size=None, lr=None, warm
         domain = _domain(domain)
     if not isinstance(domain, Domain):
         raise TypeError(f"domain must be a stochgen.Domain or a registered name, got {type(domain).__name__}")
+    if resume is None and not isinstance(data, DomainData):
+        data = domain.load(data)  # first: a domain's fit_defaults may depend on its data (e.g. their size)
     # settings the call leaves out: the domain's fit_defaults, then FIT_DEFAULTS
     own = dict(getattr(domain, "fit_defaults", None) or {})
     if steps is None and epochs is None:

@@ -43,8 +43,8 @@ _MIN_SCALE = 1e-6
 
 
 def default_context(season: int, horizon: int) -> int:
-    """The default context length: ``max(3 * horizon, 2 * season, 16)`` steps (capped at 512)."""
-    return int(min(512, max(3 * int(horizon), 2 * int(season), 16)))
+    """The default context length: ``max(2 * horizon, 2 * season, 16)`` steps (capped at 512)."""
+    return int(min(512, max(2 * int(horizon), 2 * int(season), 16)))
 
 
 def _standardise(ctx: np.ndarray) -> tuple[float, float]:
@@ -63,9 +63,9 @@ class TimeSeriesDomain(Domain):
     Settings: ``season`` (m, default 1), ``horizon`` (h, required, >= 1), ``context`` (default
     :func:`default_context`), ``mode`` (``"conditional"`` | ``"unconditional"``), ``stride``
     (between training windows, default 1), ``impute_share`` (share of imputation masks among the
-    conditional training windows, default 0.3), ``net`` (``"mlp"`` | ``"transformer"``), ``hidden`` /
-    ``depth`` (the MLP) or ``width`` / ``depth`` / ``patch`` (the transformer),
-    ``train_steps`` (default 2500), ``seed``.
+    conditional training windows, default 0.3), ``net`` (``"mlp"`` | ``"transformer"``), ``hidden``
+    (default 128 below 1000 training windows, else 512) / ``depth`` (the MLP) or ``width`` / ``depth`` / ``patch`` (the transformer),
+    ``train_steps`` (default 16 per training window, 600 .. 2500), ``seed``.
     """
 
     name = "timeseries"
@@ -118,7 +118,10 @@ class TimeSeriesDomain(Domain):
     @property
     def fit_defaults(self) -> dict:
         """``stochgen.fit``'s settings for this domain: about 2-4 CPU-minutes for the default model."""
-        steps = int(self.settings.get("train_steps", 2500))
+        steps = self.settings.get("train_steps")
+        if steps is None:  # short series overfit: about 16 passes per training window, 600 .. 2500 steps
+            steps = int(np.clip(16 * int(self.settings.get("windows", 160)), 600, 2500))
+        steps = int(steps)
         # EMA over about the last tenth of training (0.999 would still remember the first steps of a short run)
         return {"steps": steps, "batch_size": 64, "lr": 2e-3, "warmup": 100, "lr_schedule": "cosine",
                 "lr_min": 1e-5, "ema": min(0.999, max(0.9, 1.0 - 10.0 / steps))}
@@ -182,6 +185,7 @@ class TimeSeriesDomain(Domain):
                              "the data; give more history or a shorter context=")
         x = torch.tensor(np.stack(xs)[:, None, :], dtype=torch.float32)
         cond = {"y": torch.tensor(np.stack(ys), dtype=torch.float32)} if self.conditional else {}
+        self.settings["windows"] = len(xs)  # sizes the default training (fit_defaults) and network
         info = {"source": "series", "series": len(series), "windows": len(xs)}
         return DomainData(x, None, info, cond)
 
@@ -196,7 +200,8 @@ class TimeSeriesDomain(Domain):
         kind = s.get("net", "mlp")
         cc = 4 if self.conditional else 0
         if kind == "mlp":
-            return WindowMLP(self.length, cond_channels=cc, hidden=int(s.get("hidden", 512)),
+            hidden = s.get("hidden") or (128 if int(s.get("windows", 1000)) < 1000 else 512)  # small data: small net
+            return WindowMLP(self.length, cond_channels=cc, hidden=int(hidden),
                              depth=int(s.get("depth", 3)))
         if kind == "transformer":
             return PatchTransformer1d(self.length, cond_channels=cc, patch=s.get("patch"),
