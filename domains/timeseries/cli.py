@@ -12,7 +12,7 @@ _DESCRIPTION = (
     "single-column file) with a model trained by stochgen.fit on the timeseries domain. Writes, per series and "
     "step, the mean and the quantiles 0.1 .. 0.9 of the sample paths (long format: unique_id, ds, mean, q0.1, "
     "..., q0.9). --holdout H forecasts the last H values of each series from the values before them, prints "
-    "their weighted quantile loss, MASE and 80%% coverage, and draws the truth in the fan chart.")
+    "their weighted quantile loss, MASE and 80% coverage, and draws the truth in the fan chart.")
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 LEVELS = tuple(round(0.1 * k, 1) for k in range(1, 10))
 
