@@ -65,7 +65,7 @@ class TimeSeriesDomain(Domain):
     (between training windows, default 1), ``impute_share`` (share of imputation masks among the
     conditional training windows, default 0.3), ``net`` (``"mlp"`` | ``"transformer"``), ``hidden``
     (default 128 below 1000 training windows, else 512) / ``depth`` (the MLP) or ``width`` / ``depth`` / ``patch`` (the transformer),
-    ``train_steps`` (default 16 per training window, 600 .. 2500), ``seed``.
+    ``train_steps`` (default 2 per training window, 300 .. 2500), ``dropout`` (the MLP's), ``seed``.
     """
 
     name = "timeseries"
@@ -119,8 +119,8 @@ class TimeSeriesDomain(Domain):
     def fit_defaults(self) -> dict:
         """``stochgen.fit``'s settings for this domain: about 2-4 CPU-minutes for the default model."""
         steps = self.settings.get("train_steps")
-        if steps is None:  # short series overfit: about 16 passes per training window, 600 .. 2500 steps
-            steps = int(np.clip(16 * int(self.settings.get("windows", 160)), 600, 2500))
+        if steps is None:  # short series overfit (too narrow intervals): 2 steps per training window, 300 .. 2500
+            steps = int(np.clip(2 * int(self.settings.get("windows", 160)), 300, 2500))
         steps = int(steps)
         # EMA over about the last tenth of training (0.999 would still remember the first steps of a short run)
         return {"steps": steps, "batch_size": 64, "lr": 2e-3, "warmup": 100, "lr_schedule": "cosine",
@@ -202,7 +202,7 @@ class TimeSeriesDomain(Domain):
         if kind == "mlp":
             hidden = s.get("hidden") or (128 if int(s.get("windows", 1000)) < 1000 else 512)  # small data: small net
             return WindowMLP(self.length, cond_channels=cc, hidden=int(hidden),
-                             depth=int(s.get("depth", 3)))
+                             depth=int(s.get("depth", 3)), dropout=float(s.get("dropout", 0.0)))
         if kind == "transformer":
             return PatchTransformer1d(self.length, cond_channels=cc, patch=s.get("patch"),
                                       width=int(s.get("width", 64)), depth=int(s.get("depth", 3)))

@@ -51,20 +51,20 @@ class WindowMLP(ScoreNet):
     """The residual MLP of the core over the flattened window and its conditioning channels."""
 
     def __init__(self, length: int, in_channels: int = 1, cond_channels: int = 0, hidden: int = 512,
-                 depth: int = 3):
+                 depth: int = 3, dropout: float = 0.0):
         super().__init__()
         for name, v, lo in (("length", length, 1), ("in_channels", in_channels, 1),
                             ("cond_channels", cond_channels, 0), ("hidden", hidden, 1), ("depth", depth, 0)):
             if isinstance(v, bool) or int(v) != v or int(v) < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
         self.length, self.in_channels, self._cond_size = int(length), int(in_channels), int(cond_channels)
-        self.hidden, self.depth = int(hidden), int(depth)
+        self.hidden, self.depth, self.dropout = int(hidden), int(depth), float(dropout)
         self.mlp = nets.MLP(self.in_channels * self.length, hidden=self.hidden, depth=self.depth,
-                            cond_dim=self._cond_size * self.length)
+                            cond_dim=self._cond_size * self.length, dropout=self.dropout)
 
     def config(self) -> dict:
         return {"length": self.length, "in_channels": self.in_channels, "cond_channels": self._cond_size,
-                "hidden": self.hidden, "depth": self.depth}
+                "hidden": self.hidden, "depth": self.depth, "dropout": self.dropout}
 
     def forward(self, x: torch.Tensor, t, y=None, **cond) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != self.in_channels or x.shape[2] != self.length:
