@@ -256,7 +256,7 @@ class TimeSeriesDomain(Domain):
         return np.where(mask[None] > 0, obs, out)
 
     def forecast(self, context, model=None, num_samples: int = 100, seed: int = 0, sampler: str | None = None,
-                 steps: int | None = None, guidance: str = "mse", guidance_scale: float = 4.0,
+                 steps: int | None = None, guidance: str = "mse", guidance_scale: float = 0.1,
                  quantile: float = 0.5, horizon: int | None = None) -> np.ndarray:
         """``(num_samples, horizon)`` sample paths of the next ``horizon`` values after ``context``.
 
