@@ -37,7 +37,7 @@ from .io import check_points, check_transform
 
 __all__ = ["PoseDomain", "default_weights", "DEFAULT_SETTINGS"]
 
-_COARSE_POINTS = (512, 256, 256)  # source / target points of the coarse ICP stage, target points of the ranking after it
+_COARSE_POINTS = (512, 256)  # source / target points of the coarse ICP stage (the target ones also rank)
 _REFINE_ITERS = (8, 30, 0.02)  # ICP iterations of every kept hypothesis; in all for those within the score margin of the best
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_SETTINGS = {"n_points": 256, "trans_scale": 0.25, "pairs": 3000, "seed": 0, "features": "fpfh",
@@ -235,26 +235,21 @@ class PoseDomain(Domain):
         hyp = torch.cat(parts)
         S, Tt = torch.from_numpy(s), torch.from_numpy(t)
         rng = np.random.default_rng(seed + 1)
-        ns, nt, nt_score = _COARSE_POINTS
+        ns, nt = _COARSE_POINTS
         sub_s = torch.from_numpy(_subsample(s, min(len(s), ns), rng))
         sub_t = torch.from_numpy(_subsample(t, min(len(t), nt), rng))
         if int(coarse) > 0 and refine:
             hyp = geometry.refine(sub_s, sub_t, hyp, iters=int(coarse))
-        # rank by the target inlier fraction of a sub-sampled target against the full source
-        score_t = torch.from_numpy(_subsample(t, min(len(t), nt_score), rng)) if nt_score != nt else sub_t
-        score = geometry.fit_score(S, score_t, hyp, inlier=inlier, directions="target")[geometry.SELECT_SCORE]
+        # rank by the target inlier fraction of the sub-sampled target against the full source
+        score = geometry.fit_score(S, sub_t, hyp, inlier=inlier, directions="target")[geometry.SELECT_SCORE]
         order = torch.argsort(score, descending=True)[: int(keep)]
         best = hyp[order]
         if refine:
             first, total, margin = _REFINE_ITERS
-            if first < total and len(best) > 1:
-                # after the first iterations, only hypotheses scoring within `margin` of the best go on
-                best = geometry.refine(S, Tt, best, iters=first)
-                sel = geometry.fit_score(S, Tt, best, inlier=inlier, directions="target")[geometry.SELECT_SCORE]
-                best = best[sel >= sel.max() - margin]
-                best = geometry.refine(S, Tt, best, iters=total - first)
-            else:
-                best = geometry.refine(S, Tt, best, iters=total)
+            best = geometry.refine(S, Tt, best, iters=first)
+            # after the first iterations, only hypotheses scoring within `margin` of the best go on
+            sel = geometry.fit_score(S, Tt, best, inlier=inlier, directions="target")[geometry.SELECT_SCORE]
+            best = geometry.refine(S, Tt, best[sel >= sel.max() - margin], iters=total - first)
         final = geometry.fit_score(S, Tt, best, inlier=inlier, directions="target")[geometry.SELECT_SCORE]
         i = int(torch.argmax(final))
         T = self.denormalise(best[i].numpy(), A, B)

@@ -57,6 +57,14 @@ def _standardise(ctx: np.ndarray) -> tuple[float, float]:
     return loc, max(scale, _MIN_SCALE * max(1.0, abs(loc)))
 
 
+def _standardise_rows(observed: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows ``observed (n, L)`` standardised by their observed entries (``mask (L,)`` 1):
+    ``(z, loc, scale)`` with ``z`` 0 where unobserved and ``loc, scale`` of shape ``(n, 1)``."""
+    stats = np.array([_standardise(np.where(mask > 0, o, np.nan)) for o in observed])
+    loc, scale = stats[:, 0:1], stats[:, 1:2]
+    return np.where(mask[None] > 0, (observed - loc) / scale, 0.0), loc, scale
+
+
 class TimeSeriesDomain(Domain):
     """Windows ``(N, 1, context + horizon)`` of standardised values; see the module docstring.
 
@@ -228,10 +236,8 @@ class TimeSeriesDomain(Domain):
         L = dom.length
         n = int(num_samples)
         obs = np.broadcast_to(np.asarray(observed, dtype=np.float64), (n, L))
-        rows = obs[:1] if np.asarray(observed).ndim == 1 else obs
-        stats = np.array([_standardise(np.where(mask > 0, o, np.nan)) for o in rows])
-        loc, scale = np.broadcast_to(stats[:, 0:1], (n, 1)), np.broadcast_to(stats[:, 1:2], (n, 1))
-        z = np.where(mask[None] > 0, (obs - loc) / scale, 0.0)
+        z, loc, scale = _standardise_rows(obs[:1] if np.asarray(observed).ndim == 1 else obs, mask)
+        z, loc, scale = (np.broadcast_to(a, (n, a.shape[1])) for a in (z, loc, scale))
         dev = model.device
         g = torch.Generator(device=dev).manual_seed(int(seed))
         steps = int(steps or model.steps)
@@ -340,9 +346,8 @@ class TimeSeriesDomain(Domain):
             return self._sample_windows(model, observed, mask, n, seed, sampler, steps, "mse", 0.0, 0.5)
         from stochgen import guidance as G
 
-        stats = np.array([_standardise(np.where(mask > 0, o, np.nan)) for o in observed])
-        loc, scale = stats[:, 0:1], stats[:, 1:2]
-        known = torch.tensor(np.where(mask[None] > 0, (observed - loc) / scale, 0.0), dtype=torch.float32)[:, None]
+        z, loc, scale = _standardise_rows(observed, mask)
+        known = torch.tensor(z, dtype=torch.float32)[:, None]
         m = torch.tensor(mask, dtype=torch.float32)[None, None].expand(n, 1, -1)
         g = torch.Generator().manual_seed(int(seed))
         out = G.inpaint(model.process, model.denoise, known, m, prediction=model.prediction,

@@ -11,7 +11,7 @@ the 24 steps after it, 100 paths: the MLP (hidden 512, depth 3) after 1000 steps
 gives wQL 0.062 / MASE 1.29; the transformer below after 1500 steps (122 s) wQL 0.233 / MASE 5.9,
 although its training loss was lower (0.14 against 0.30): it denoises from neighbouring steps but had
 not learnt to carry the context into the horizon (its horizon error at high noise did not change when
-the context was shuffled). The 1-D U-Net of the core was slower still per step (below).
+the context was shuffled). The core's 1-D U-Net was slower per step than either (below).
 
 ``PatchTransformer1d(length)(x, t, y=None)`` for windows ``x (B, C, L)`` (and the conditioning
 channels ``y (B, cond_channels, L)``: observed values and their mask) returns ``(B, C, L)``.
@@ -24,8 +24,9 @@ longer than any convolution's reach is seen in one layer.
 Why this and not the core's 1-D U-Net: measured on windows of 96 steps, batch 64, one CPU thread,
 the U-Net with widths (32, 64, 64) takes 0.34-0.38 s per training step and 0.17 s per network
 evaluation of 100 windows, too slow for a default model trained in minutes and for 100 forecast
-paths in under a second; this transformer (32 tokens of width 64, 3 blocks) is several times
-cheaper at the same window (the figures are in the domain's README section).
+paths in under a second; this transformer (32 tokens of width 64, 3 blocks) took 0.11 s per
+training step and 0.05 s per evaluation of 100 windows in the same measurement (other work shared
+the machine in both).
 """
 from __future__ import annotations
 
