@@ -16,6 +16,13 @@ Methods:
   ``dom.forecast(history_values, model=model, num_samples=100)`` (``--ours-opts JSON`` adds
   keyword arguments). Quantiles and the point forecast (median) from the 100 sample paths.
   ``--no-ours`` runs the baselines only.
+* ``ours-refine(B)`` (``--refine B[,B2]``, default ``SeasonalNaive``; ``--refine none`` for
+  none): TSDiff's refinement of baseline B's forecast by our model, ``dom.refine(history,
+  base, model=model, method="sdedit", strength=--refine-strength)`` (default 2.0), where
+  ``base`` is 100 paths drawn from B's Gaussian predictive marginals (mean, and the standard
+  deviation of its 80% interval; independent across steps). Its CPU time adds B's.
+* ``ours-selfguided`` (``--selfguided``): the same, with ``mode="unconditional"`` (TSDiff's
+  self-guidance; a second training run per series).
 
 Metrics (``domains.timeseries.metrics``), each the plain mean over the windows: wQL (mean
 weighted quantile loss over the levels 0.1..0.9), coverage of the 80% interval [q0.1, q0.9],
@@ -137,38 +144,69 @@ def run_baselines(name: str, y: np.ndarray, starts: list[int], m: int, h: int) -
     return res
 
 
-def run_ours(name: str, df, y: np.ndarray, starts: list[int], m: int, h: int, fit_opts: dict,
-             ours_opts: dict) -> tuple[list[dict], float]:
+def _timeseries_domain(**settings):
     import stochgen
     try:
-        dom = stochgen.domain("timeseries", season=m, horizon=h)
+        return stochgen.domain("timeseries", **settings)
     except ValueError as e:
         if "unknown domain" not in str(e):
             raise
         # Not (yet) installed as a "stochgen.domains" entry point: importing the plug-in registers it in-process.
         import domains.timeseries.domain  # noqa: F401
-        dom = stochgen.domain("timeseries", season=m, horizon=h)
+        return stochgen.domain("timeseries", **settings)
+
+
+def base_paths(fc: dict, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, H)`` draws from a baseline's Gaussian predictive marginals: its mean and the standard
+    deviation implied by its 80% interval (statsforecast's intervals are Gaussian)."""
+    mu = np.asarray(fc["mean"], float)
+    sd = (np.asarray(fc["hi-80"], float) - np.asarray(fc["lo-80"], float)) / (2 * 1.2815515655446004)
+    return mu + np.maximum(sd, 0.0) * rng.standard_normal((n, mu.size))
+
+
+def run_ours(name: str, df, y: np.ndarray, starts: list[int], m: int, h: int, fit_opts: dict,
+             ours_opts: dict, refine: tuple[str, ...] = (), strength: float = 2.0, selfguided: bool = False,
+             dom_opts: dict | None = None) -> tuple[dict[str, list[dict]], dict[str, float]]:
+    import stochgen
     train = df.iloc[:starts[0]].reset_index(drop=True)
-    log(f"  {name}: fitting ours on {len(train)} values (fit options {fit_opts or 'default'})")
-    t0 = time.process_time()
-    model = stochgen.fit(dom, train, **fit_opts)
-    fit_cpu = time.process_time() - t0
-    log(f"  {name}: fit took {fit_cpu:.1f} CPU s")
-    opts = {"num_samples": 100, **ours_opts}
-    out = []
-    for w, s in enumerate(starts):
-        hist, truth = y[:s], y[s:s + h]
+    out, fits = {}, {}
+    for label, mode in (("ours", "conditional"),) + ((("ours-selfguided", "unconditional"),) if selfguided else ()):
+        dom = _timeseries_domain(season=m, horizon=h, mode=mode, **(dom_opts or {}))
+        log(f"  {name}: fitting {label} on {len(train)} values (fit options {fit_opts or 'default'})")
         t0 = time.process_time()
-        samples = np.asarray(dom.forecast(hist, model=model, **opts), dtype=float)
-        cpu = time.process_time() - t0
-        if samples.ndim != 2 or samples.shape[1] != h:
-            raise RuntimeError(f"ours returned shape {samples.shape}, expected (num_samples, {h})")
-        q = metrics.sample_quantiles(samples, QUANTILES)
-        r = score(truth, q, np.median(samples, axis=0), hist, m, samples=samples)
-        r["cpu_s"] = cpu
-        out.append(r)
-        log(f"  {name} window {w + 1}/{len(starts)} {'ours':13s} wQL {r['wql']:.4f}  cpu {cpu:.2f}s")
-    return out, fit_cpu
+        model = stochgen.fit(dom, train, **fit_opts)
+        fits[label] = time.process_time() - t0
+        log(f"  {name}: fit took {fits[label]:.1f} CPU s")
+        opts = {"num_samples": 100, **ours_opts}
+        for w, s in enumerate(starts):
+            hist, truth = y[:s], y[s:s + h]
+            t0 = time.process_time()
+            samples = np.asarray(dom.forecast(hist, model=model, **opts), dtype=float)
+            cpu = time.process_time() - t0
+            if samples.ndim != 2 or samples.shape[1] != h:
+                raise RuntimeError(f"ours returned shape {samples.shape}, expected (num_samples, {h})")
+            q = metrics.sample_quantiles(samples, QUANTILES)
+            r = score(truth, q, np.median(samples, axis=0), hist, m, samples=samples)
+            r["cpu_s"] = cpu
+            out.setdefault(label, []).append(r)
+            log(f"  {name} window {w + 1}/{len(starts)} {label:13s} wQL {r['wql']:.4f}  cpu {cpu:.2f}s")
+            if mode != "conditional":
+                continue
+            for b in refine:
+                t0 = time.process_time()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fc = make_baseline(b, m).forecast(y=hist, h=h, level=list(LEVELS))
+                base = base_paths(fc, opts["num_samples"], np.random.default_rng(w))
+                samples = dom.refine(hist, base, model=model, method="sdedit", strength=strength, seed=w)
+                cpu = time.process_time() - t0
+                q = metrics.sample_quantiles(samples, QUANTILES)
+                r = score(truth, q, np.median(samples, axis=0), hist, m, samples=samples)
+                r["cpu_s"] = cpu
+                key = f"ours-refine({b})"
+                out.setdefault(key, []).append(r)
+                log(f"  {name} window {w + 1}/{len(starts)} {key:13s} wQL {r['wql']:.4f}  cpu {cpu:.2f}s")
+    return out, fits
 
 
 def _mean(rows: list[dict], key: str) -> float:
@@ -206,13 +244,22 @@ def main(argv=None) -> int:
     ap.add_argument("--no-ours", action="store_true", help="baselines only")
     ap.add_argument("--fit-opts", default="{}", help="JSON keyword arguments for stochgen.fit")
     ap.add_argument("--ours-opts", default="{}", help="JSON keyword arguments for dom.forecast")
+    ap.add_argument("--refine", default="SeasonalNaive",
+                    help="baselines whose forecasts our model refines (comma-separated, or 'none')")
+    ap.add_argument("--refine-strength", type=float, default=2.0, help="refinement noise level (default 2.0)")
+    ap.add_argument("--selfguided", action="store_true", help="also train and run the self-guided model")
+    ap.add_argument("--domain-opts", default="{}", help="JSON settings for stochgen.domain('timeseries', ...)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for ours (default 1)")
     ap.add_argument("--json", default=None, help="write the results as JSON to this file")
     args = ap.parse_args(argv)
 
-    fit_opts, ours_opts = json.loads(args.fit_opts), json.loads(args.ours_opts)
-    if not isinstance(fit_opts, dict) or not isinstance(ours_opts, dict):
-        ap.error("--fit-opts and --ours-opts take a JSON object")
+    fit_opts, ours_opts, dom_opts = json.loads(args.fit_opts), json.loads(args.ours_opts), json.loads(args.domain_opts)
+    if not all(isinstance(o, dict) for o in (fit_opts, ours_opts, dom_opts)):
+        ap.error("--fit-opts, --ours-opts and --domain-opts take a JSON object")
+    refine = () if args.refine.strip().lower() in ("", "none") else tuple(b.strip() for b in args.refine.split(","))
+    bad = [b for b in refine if b not in BASELINES]
+    if bad:
+        ap.error(f"--refine: unknown baseline {', '.join(bad)}; choose from {', '.join(BASELINES)}")
     if args.quick:
         names, k = list(QUICK_SERIES), 2
     else:
@@ -240,45 +287,55 @@ def main(argv=None) -> int:
         log(f"{name}: {len(y)} values, season {m}, horizon {h}, {k} windows from index {starts[0]}")
         warm_up(m, h)
         per = run_baselines(name, y, starts, m, h)
-        fit_cpu = None
+        fits = {}
         if not args.no_ours:
-            per["ours"], fit_cpu = run_ours(name, df, y, starts, m, h, fit_opts, ours_opts)
+            ours, fits = run_ours(name, df, y, starts, m, h, fit_opts, ours_opts, refine, args.refine_strength,
+                                  args.selfguided, dom_opts)
+            per.update(ours)
         for method, rows in per.items():
+            mine = method.startswith("ours")
             results.append(dict(series=name, method=method, season=m, horizon=h, length=len(y), windows=k,
                                 wql=_mean(rows, "wql"), coverage80=_mean(rows, "coverage80"),
-                                mase=_mean(rows, "mase"), crps=_mean(rows, "crps") if method == "ours" else None,
+                                mase=_mean(rows, "mase"), crps=_mean(rows, "crps") if mine else None,
                                 cpu_s_per_window=_mean(rows, "cpu_s"),
-                                fit_cpu_s=fit_cpu if method == "ours" else None, per_window=rows))
+                                fit_cpu_s=fits.get(method, fits.get("ours")) if mine else None, per_window=rows))
     wall = time.time() - t_start
 
-    ratios = {}
+    ratios = {}  # {method: {series: {best_baseline, ratio}}}
     for name in names:
         base = [r for r in results if r["series"] == name and r["method"] in BASELINES and math.isfinite(r["wql"])]
-        ours = [r for r in results if r["series"] == name and r["method"] == "ours"]
-        if base and ours:
-            best = min(base, key=lambda r: r["wql"])
-            ratios[name] = dict(best_baseline=best["method"], ratio=ours[0]["wql"] / best["wql"])
+        if not base:
+            continue
+        best = min(base, key=lambda r: r["wql"])
+        for r in results:
+            if r["series"] == name and r["method"].startswith("ours"):
+                ratios.setdefault(r["method"], {})[name] = dict(best_baseline=best["method"],
+                                                                ratio=r["wql"] / best["wql"])
 
     print(f"\nRolling origin, {k} window(s) per series; means over windows; CPU s per window "
           f"(python {platform.python_version()}, statsforecast {_version('statsforecast')})")
-    hdr = f"{'series':12s} {'m':>3s} {'h':>3s} {'method':13s} {'wQL':>7s} {'cov80':>6s} {'MASE':>7s} {'CPU s/win':>9s} {'fit s':>7s}"
+    hdr = f"{'series':12s} {'m':>3s} {'h':>3s} {'method':26s} {'wQL':>7s} {'cov80':>6s} {'MASE':>7s} {'CPU s/win':>9s} {'fit s':>7s}"
     print(hdr)
     print("-" * len(hdr))
     for r in results:
         fit = _fmt(r["fit_cpu_s"], 1) if r["fit_cpu_s"] is not None else ""
-        print(f"{r['series']:12s} {r['season']:3d} {r['horizon']:3d} {r['method']:13s} {_fmt(r['wql'], 4):>7s} "
+        print(f"{r['series']:12s} {r['season']:3d} {r['horizon']:3d} {r['method']:26s} {_fmt(r['wql'], 4):>7s} "
               f"{_fmt(r['coverage80'], 2):>6s} {_fmt(r['mase'], 3):>7s} {_fmt(r['cpu_s_per_window'], 3):>9s} {fit:>7s}")
-    if ratios:
-        print("\nours wQL / best baseline wQL")
-        for name, v in ratios.items():
+    for method, per_series in ratios.items():
+        print(f"\n{method} wQL / best baseline wQL")
+        for name, v in per_series.items():
             print(f"  {name:12s} {_fmt(v['ratio'], 3)}  (best: {v['best_baseline']})")
-        finite = [v["ratio"] for v in ratios.values() if math.isfinite(v["ratio"])]
+        finite = [v["ratio"] for v in per_series.values() if math.isfinite(v["ratio"])]
         if finite:
-            print(f"  geometric mean {float(np.exp(np.mean(np.log(finite)))):.3f} over {len(finite)} series")
+            wins = sum(v < 1 for v in finite)
+            print(f"  geometric mean {float(np.exp(np.mean(np.log(finite)))):.3f} over {len(finite)} series; "
+                  f"below 1 on {wins}")
     print(f"\ntotal wall time {wall:.1f} s")
 
     if args.json:
         meta = dict(windows=k, series=names, ours=not args.no_ours, fit_opts=fit_opts, ours_opts=ours_opts,
+                    domain_opts=dom_opts, refine=list(refine), refine_strength=args.refine_strength,
+                    selfguided=args.selfguided,
                     threads=args.threads, wall_s=wall, python=platform.python_version(),
                     versions={d: _version(d) for d in ("statsforecast", "statsmodels", "pmdarima", "sktime",
                                                        "numpy", "pandas", "torch")})
