@@ -23,6 +23,12 @@ Methods:
   deviation of its 80% interval; independent across steps). Its CPU time adds B's.
 * ``ours-selfguided`` (``--selfguided``): the same, with ``mode="unconditional"`` (TSDiff's
   self-guidance; a second training run per series).
+* ``zeroshot`` (``--zeroshot shipped``, or ``--zeroshot DIR0,DIR1``): no training on the series:
+  ``dom.forecast(history, model=Z, num_samples=100)`` with the shipped model across series
+  (``domains/timeseries/weights/zeroshot.safetensors``, which saw every series' history before
+  its first window), or, for a series of fold ``k`` (``examples/timeseries/train_zeroshot.py``'s
+  ``fold_of``), the checkpoint ``DIRk/train.ckpt`` trained without fold ``k``'s series: a model
+  that never saw the series.
 
 Metrics (``domains.timeseries.metrics``), each the plain mean over the windows: wQL (mean
 weighted quantile loss over the levels 0.1..0.9), coverage of the 80% interval [q0.1, q0.9],
@@ -209,6 +215,36 @@ def run_ours(name: str, df, y: np.ndarray, starts: list[int], m: int, h: int, fi
     return out, fits
 
 
+def run_zeroshot(name: str, y: np.ndarray, starts: list[int], m: int, h: int, spec: str) -> list[dict]:
+    import stochgen
+    if spec == "shipped":
+        model, what = "zeroshot", "the shipped zero-shot model"
+    else:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
+                                        "timeseries"))
+        from train_zeroshot import fold_of
+        dirs = spec.split(",")
+        if len(dirs) != 2:
+            raise SystemExit("--zeroshot takes 'shipped' or two run folders DIR0,DIR1 (trained without folds 0, 1)")
+        k = fold_of(name)
+        path = os.path.join(dirs[k], "train.ckpt")
+        model, what = stochgen.load(path), f"{path} (never saw fold {k})"
+    dom = _timeseries_domain(season=m, horizon=h)
+    log(f"  {name}: zero-shot with {what}")
+    out = []
+    for w, s in enumerate(starts):
+        hist, truth = y[:s], y[s:s + h]
+        t0 = time.process_time()
+        samples = np.asarray(dom.forecast(hist, model=model, num_samples=100), dtype=float)
+        cpu = time.process_time() - t0
+        q = metrics.sample_quantiles(samples, QUANTILES)
+        r = score(truth, q, np.median(samples, axis=0), hist, m, samples=samples)
+        r["cpu_s"] = cpu
+        out.append(r)
+        log(f"  {name} window {w + 1}/{len(starts)} {'zeroshot':13s} wQL {r['wql']:.4f}  cpu {cpu:.2f}s")
+    return out
+
+
 def _mean(rows: list[dict], key: str) -> float:
     v = [r[key] for r in rows if key in r and math.isfinite(r[key])]
     return float(np.mean(v)) if v else float("nan")
@@ -248,6 +284,8 @@ def main(argv=None) -> int:
                     help="baselines whose forecasts our model refines (comma-separated, or 'none')")
     ap.add_argument("--refine-strength", type=float, default=2.0, help="refinement noise level (default 2.0)")
     ap.add_argument("--selfguided", action="store_true", help="also train and run the self-guided model")
+    ap.add_argument("--zeroshot", default=None, metavar="shipped|DIR0,DIR1",
+                    help="also the zero-shot model: the shipped one, or the two fold runs of train_zeroshot.py")
     ap.add_argument("--domain-opts", default="{}", help="JSON settings for stochgen.domain('timeseries', ...)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for ours (default 1)")
     ap.add_argument("--json", default=None, help="write the results as JSON to this file")
@@ -292,13 +330,15 @@ def main(argv=None) -> int:
             ours, fits = run_ours(name, df, y, starts, m, h, fit_opts, ours_opts, refine, args.refine_strength,
                                   args.selfguided, dom_opts)
             per.update(ours)
+        if args.zeroshot:
+            per["zeroshot"] = run_zeroshot(name, y, starts, m, h, args.zeroshot)
         for method, rows in per.items():
-            mine = method.startswith("ours")
+            mine = method.startswith("ours") or method == "zeroshot"
             results.append(dict(series=name, method=method, season=m, horizon=h, length=len(y), windows=k,
                                 wql=_mean(rows, "wql"), coverage80=_mean(rows, "coverage80"),
                                 mase=_mean(rows, "mase"), crps=_mean(rows, "crps") if mine else None,
                                 cpu_s_per_window=_mean(rows, "cpu_s"),
-                                fit_cpu_s=fits.get(method, fits.get("ours")) if mine else None, per_window=rows))
+                                fit_cpu_s=fits.get(method, fits.get("ours") if method.startswith("ours") else None) if mine else None, per_window=rows))
     wall = time.time() - t_start
 
     ratios = {}  # {method: {series: {best_baseline, ratio}}}
@@ -308,7 +348,7 @@ def main(argv=None) -> int:
             continue
         best = min(base, key=lambda r: r["wql"])
         for r in results:
-            if r["series"] == name and r["method"].startswith("ours"):
+            if r["series"] == name and (r["method"].startswith("ours") or r["method"] == "zeroshot"):
                 ratios.setdefault(r["method"], {})[name] = dict(best_baseline=best["method"],
                                                                 ratio=r["wql"] / best["wql"])
 
@@ -330,12 +370,23 @@ def main(argv=None) -> int:
             wins = sum(v < 1 for v in finite)
             print(f"  geometric mean {float(np.exp(np.mean(np.log(finite)))):.3f} over {len(finite)} series; "
                   f"below 1 on {wins}")
+    zs = {r["series"]: r["wql"] for r in results if r["method"] == "zeroshot"}
+    if zs:
+        print("\nzeroshot wQL / SeasonalNaive wQL")
+        rs = []
+        for r in results:
+            if r["method"] == "SeasonalNaive" and r["series"] in zs and r["wql"] > 0:
+                rs.append(zs[r["series"]] / r["wql"])
+                print(f"  {r['series']:12s} {_fmt(rs[-1], 3)}")
+        if rs:
+            print(f"  geometric mean {float(np.exp(np.mean(np.log(rs)))):.3f}; below 1 on {sum(v < 1 for v in rs)} "
+                  f"of {len(rs)}")
     print(f"\ntotal wall time {wall:.1f} s")
 
     if args.json:
         meta = dict(windows=k, series=names, ours=not args.no_ours, fit_opts=fit_opts, ours_opts=ours_opts,
                     domain_opts=dom_opts, refine=list(refine), refine_strength=args.refine_strength,
-                    selfguided=args.selfguided,
+                    selfguided=args.selfguided, zeroshot=args.zeroshot,
                     threads=args.threads, wall_s=wall, python=platform.python_version(),
                     versions={d: _version(d) for d in ("statsforecast", "statsmodels", "pmdarima", "sktime",
                                                        "numpy", "pandas", "torch")})

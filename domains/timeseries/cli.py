@@ -23,7 +23,8 @@ def add_verbs(subparsers) -> None:
 
     p = verb_parser(subparsers, "forecast", help="probabilistic forecast of a series (timeseries diffusion model)",
                     description=_DESCRIPTION)
-    p.add_argument("model", metavar="CKPT", help="a timeseries model (stochgen.fit(domain, history).save(...))")
+    p.add_argument("model", metavar="CKPT", help="a timeseries model (stochgen.fit(domain, history).save(...)), "
+                   "or 'zeroshot': the shipped model trained across many series")
     p.add_argument("series", metavar="SERIES.csv", help="the history: unique_id, ds, y (or ds, y) CSV")
     p.add_argument("--horizon", metavar="H", type=positive_int, default=None,
                    help="steps to forecast (default: the model's horizon; longer ones roll forward)")
@@ -32,6 +33,8 @@ def add_verbs(subparsers) -> None:
     p.add_argument("--plot", metavar="fan.png", default=None, help="fan chart of history, bands and truth")
     p.add_argument("--holdout", metavar="H", type=positive_int, default=None,
                    help="forecast the last H values of each series from the rest and score them")
+    p.add_argument("--season", metavar="M", type=positive_int, default=None,
+                   help="season length for --holdout's MASE (default: the model's)")
     p.add_argument("--steps", metavar="N", type=positive_int, default=None, help="sampler steps (default: the model's)")
     p.add_argument("--seed", type=seed_int, default=0)
     p.set_defaults(func=run_forecast)
@@ -93,9 +96,17 @@ def run_forecast(args) -> int:
         if os.path.splitext(args.plot)[1].lower() not in _PLOT_SUFFIXES:
             raise CLIError(f"--plot {args.plot}: the figure must be a {' / '.join(_PLOT_SUFFIXES)} file")
         check_output(args.plot, "figure")
-    if not os.path.isfile(args.model):
-        raise CLIError(f"model {args.model}: no such file")
-    model = stochgen.load(args.model)
+    if args.model == "zeroshot":  # the shipped model across many series
+        from . import zeroshot
+
+        try:
+            model = zeroshot.load()
+        except FileNotFoundError as exc:
+            raise CLIError(str(exc)) from None
+    elif not os.path.isfile(args.model):
+        raise CLIError(f"model {args.model}: no such file (or 'zeroshot' for the shipped zero-shot model)")
+    else:
+        model = stochgen.load(args.model)
     dom = model.domain
     if getattr(dom, "name", None) != "timeseries":
         raise CLIError(f"{args.model} is a {getattr(dom, 'name', '?')!r} model, not a timeseries one")
@@ -120,7 +131,7 @@ def run_forecast(args) -> int:
             ds_out = np.arange(len(y), len(y) + H)
         frames.append(quantile_frame(s.uid, ds_out, samples))
         if truth is not None:
-            sc = M.summary(truth, samples, y, dom.season)
+            sc = M.summary(truth, samples, y, args.season or dom.season)
             print(f"{s.uid}: wQL {sc['wql']:.4f}  CRPS {sc['crps']:.4g}  MASE {sc['mase']:.3f}  "
                   f"80% coverage {sc['coverage80']:.2f}")
         panels.append({"uid": s.uid, "history": y, "samples": samples, "truth": truth})

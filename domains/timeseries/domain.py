@@ -74,7 +74,11 @@ class TimeSeriesDomain(Domain):
     (between training windows, default 1), ``impute_share`` (share of imputation masks among the
     conditional training windows, default 0.3), ``net`` (``"mlp"`` | ``"transformer"``), ``hidden``
     (default 128 below 1000 training windows, else 512) / ``depth`` (the MLP) or ``width`` / ``depth`` / ``patch`` (the transformer),
-    ``train_steps`` (default 2 per training window, 300 .. 2500), ``dropout`` (the MLP's), ``seed``.
+    ``train_steps`` (default 2 per training window, 300 .. 2500), ``dropout`` (the MLP's), ``seed``;
+    for a model across many series (:func:`domains.timeseries.zeroshot`): ``min_context`` (train also
+    on windows whose context is partly unobserved, at least this many values; default: complete
+    windows only) and ``level_channels`` (default true: tell the window's level and scale relative
+    to the training data's; false leaves those condition rows 0).
     """
 
     name = "timeseries"
@@ -146,8 +150,11 @@ class TimeSeriesDomain(Domain):
         removes them, and a mean-reverting series needs them (where is this window in its range?)."""
         rl, rs = float(self.settings.get("ref_loc", 0.0)), float(self.settings.get("ref_scale", 1.0))
         L = z.shape[-1]
-        lvl = np.full(L, np.clip((loc - rl) / rs, -10, 10))
-        lsc = np.full(L, np.clip(np.log(scale / rs), -10, 10))
+        if self.settings.get("level_channels", True):
+            lvl = np.full(L, np.clip((loc - rl) / rs, -10, 10))
+            lsc = np.full(L, np.clip(np.log(scale / rs), -10, 10))
+        else:  # a model across many series (zero-shot): no common reference level, the rows stay 0
+            lvl = lsc = np.zeros(L)
         return np.stack([np.where(mask > 0, z, 0.0), mask, lvl, lsc])
 
     def _forecast_mask(self) -> np.ndarray:
@@ -176,17 +183,32 @@ class TimeSeriesDomain(Domain):
         L, stride = self.length, int(self.settings.get("stride", 1))
         rng = np.random.default_rng(int(self.settings.get("seed", 0)))
         share = float(self.settings.get("impute_share", 0.3))
+        min_ctx = self.settings.get("min_context")  # None: complete windows only
+        if min_ctx is not None and not (self.conditional and 1 <= int(min_ctx) <= self.context):
+            raise ValueError(f"min_context must be in 1..context ({self.context}) and needs mode='conditional', "
+                             f"got {min_ctx!r}")
         xs, ys = [], []
         for s in series:
-            if len(s.y) < L:
+            y = s.y
+            if min_ctx is not None:  # windows may start before the series: their early context is unobserved
+                y = np.concatenate([np.full(self.context - int(min_ctx), np.nan), y])
+            if len(y) < L:
                 raise ValueError(f"series {s.uid!r} has {len(s.y)} points, shorter than one window of {L} "
                                  f"(context {self.context} + horizon {self.horizon}); give a shorter context=")
-            W = _data.windows(s.y, L, stride=stride, context=self.context, horizon=self.horizon, uid=s.uid)
-            W = W[np.isfinite(W).all(axis=1)]
+            W = _data.windows(y, L, stride=stride, context=self.context, horizon=self.horizon, uid=s.uid)
+            if min_ctx is None:
+                W = W[np.isfinite(W).all(axis=1)]
+            else:  # the horizon complete, at least min_context observed context values
+                W = W[np.isfinite(W[:, self.context:]).all(axis=1)
+                      & (np.isfinite(W[:, :self.context]).sum(axis=1) >= int(min_ctx))]
             for w in W:
-                mask = self._random_gap_mask(rng) if (self.conditional and rng.random() < share) \
-                    else self._forecast_mask()
+                complete = bool(np.isfinite(w).all())
+                if complete and self.conditional and rng.random() < share:
+                    mask = self._random_gap_mask(rng)
+                else:
+                    mask = self._forecast_mask() * np.isfinite(w)
                 z, loc, scale = self._encode_window(w, mask)
+                z = np.where(np.isfinite(z), z, 0.0)  # unobserved context: a placeholder the mask flags
                 xs.append(z)
                 ys.append(self._cond_channels(z, mask, loc, scale))
         if len(xs) < 8:
@@ -219,7 +241,12 @@ class TimeSeriesDomain(Domain):
 
     def resolve_model(self, model):
         if model is None:
-            raise ValueError("forecast needs model=: train one with stochgen.fit(domain, history)")
+            raise ValueError("forecast needs model=: train one with stochgen.fit(domain, history), or use the "
+                             "shipped zero-shot model (model='zeroshot')")
+        if isinstance(model, str) and model == "zeroshot":
+            from . import zeroshot
+
+            model = zeroshot.load()
         model = stochgen.resolve_model(model)
         other = model.domain
         if not isinstance(other, TimeSeriesDomain):
@@ -269,8 +296,10 @@ class TimeSeriesDomain(Domain):
 
         ``context``: the history (a 1-D array, NaN = missing; only its last ``context`` values are
         used; a shorter one is padded as unobserved). ``model``: from ``stochgen.fit(domain,
-        history)`` (a :class:`stochgen.Model` or a checkpoint path). ``horizon``: default the
-        model's; a longer one rolls forward (each path continues from its own sampled values).
+        history)`` (a :class:`stochgen.Model` or a checkpoint path), or ``"zeroshot"``: the shipped
+        model across many series (:mod:`domains.timeseries.zeroshot`). ``horizon``: default this
+        domain's; one longer than the model's rolls forward (each path continues from its own
+        sampled values).
         ``sampler`` / ``steps``: the model's (Heun, 10 steps: 19 network evaluations). For an
         ``"unconditional"`` model: self-guidance by the ``guidance`` energy (``"mse"`` or
         ``"quantile"`` at ``quantile``) with ``guidance_scale``.
@@ -280,7 +309,7 @@ class TimeSeriesDomain(Domain):
         if isinstance(num_samples, bool) or not float(num_samples).is_integer() or int(num_samples) < 1:
             raise ValueError(f"num_samples must be a whole number >= 1, got {num_samples!r}")
         n = int(num_samples)
-        H = dom.horizon if horizon is None else _data.check_horizon(horizon)
+        H = self.horizon if horizon is None else _data.check_horizon(horizon)
         (s,) = _data.read_series(context, name="context")
         y = s.y
         C = dom.context
