@@ -31,8 +31,8 @@ def test_min_context_windows_start_before_the_series_and_never_see_the_future():
     assert (y[:, 2:] == 0).all()  # level_channels=False
     for i, k in enumerate(n_obs.astype(int)):
         # the observed context is the ramp's first k values; its standardised future continues the ramp
-        ctx = ramp[:k]
-        loc, sc = ctx.mean(), np.abs(ctx - ctx.mean()).mean()
+        ctx = ramp[:k]  # centred on its last value (the default anchor), scaled by its mean absolute deviation
+        loc, sc = ctx[-1], np.abs(ctx - ctx.mean()).mean()
         np.testing.assert_allclose(x[i, 12 - k:12], (ctx - loc) / sc, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(x[i, 12:], (ramp[k:k + 4] - loc) / sc, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="min_context"):

@@ -14,7 +14,7 @@ windows (``len - 5 * horizon``, as ``benchmarks/bench_forecast.py`` places them)
 ``--real-repeat`` times so that real windows are a fair share; plus ``--synthetic`` series of
 :func:`domains.timeseries.zeroshot.synthetic_series` (seed ``--seed``). ``--leave-out-fold k``
 drops the series of fold ``k`` (:func:`fold_of`: the sorted names, alternating). The domain:
-context 96, horizon 24, ``min_context=8``, ``level_channels=False``, the MLP (``--hidden``,
+context 96, horizon 24, ``min_context=8``, ``level_channels=False``, ``anchor=--anchor``, the MLP (``--hidden``,
 ``--depth``). Writes ``OUT/train.ckpt`` every ``--ckpt-every`` steps (resumable), ``OUT/train.csv``
 and ``OUT/settings.json``.
 """
@@ -59,6 +59,8 @@ def parse(argv=None):
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--anchor", choices=("mean", "last"), default="last",
+                   help="centre windows on their context's mean or last value (default last)")
     p.add_argument("--stride", type=int, default=2, help="between training windows (default 2)")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=256)
@@ -100,7 +102,7 @@ def main(argv=None) -> int:
     synth = zeroshot.synthetic_series(args.synthetic, seed=args.seed)
     data = [v for v in real.values() for _ in range(args.real_repeat)] + synth
     dom = stochgen.domain("timeseries", season=1, horizon=zeroshot.HORIZON, context=zeroshot.CONTEXT, min_context=8,
-                          level_channels=False, hidden=args.hidden, depth=args.depth, dropout=args.dropout,
+                          level_channels=False, anchor=args.anchor, hidden=args.hidden, depth=args.depth, dropout=args.dropout,
                           stride=args.stride, impute_share=0.2, seed=args.seed)
     t0 = time.time()
     loaded = dom.load(data)
