@@ -89,3 +89,10 @@ def test_cli_forecasts_with_the_shipped_zero_shot_model(tmp_path):
     # the trend continues: repeating the last value would be off by 2..20 (11 on average)
     err = np.abs(f["q0.5"].to_numpy() - truth)
     assert err.mean() < 5 and err.max() < 10, err
+
+
+def test_missing_zero_shot_weights_name_the_training_script(monkeypatch, tmp_path):
+    monkeypatch.setattr(zeroshot, "default_weights", lambda: tmp_path / "absent.safetensors")
+    dom = stochgen.domain("timeseries", horizon=4)
+    with pytest.raises(FileNotFoundError, match="train_zeroshot.py"):
+        dom.forecast(np.arange(50.0), model="zeroshot")
