@@ -206,6 +206,18 @@ def test_cli_forecast_writes_quantiles_and_a_fan_chart(sine_model, tmp_path):
     assert "wQL" in r.stdout and "80% coverage" in r.stdout
     h = pd.read_csv(tmp_path / "h.csv", parse_dates=["ds"])
     assert h["ds"].iloc[0] == pd.Timestamp("2049-01-01")
+    # --refine: seasonal naive paths refined by the model; the sine continues
+    r = subprocess.run([sys.executable, "-m", "stochgen.cli", "forecast", str(ckpt), str(tmp_path / "s.csv"),
+                        "-n", "50", "-o", str(tmp_path / "r.csv"), "--refine", "seasonal-naive"],
+                       capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert r.returncode == 0, r.stderr
+    med = pd.read_csv(tmp_path / "r.csv")["q0.5"].to_numpy()
+    truth = 5.0 + np.sin(2 * np.pi * np.arange(600, 600 + H) / M)
+    assert np.abs(med - truth).max() < 0.3  # amplitude 1: a lost season would be off by up to 2
+    r = subprocess.run([sys.executable, "-m", "stochgen.cli", "forecast", str(ckpt), str(tmp_path / "s.csv"),
+                        "-o", str(tmp_path / "r2.csv"), "--refine", "seasonal-naive", "--horizon", "5"],
+                       capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert r.returncode != 0 and "model's horizon (12)" in r.stderr
 
 
 def test_bad_input_gives_clear_errors(sine_model, tmp_path):
