@@ -2,7 +2,8 @@
 
 State: a window of ``context + horizon`` consecutive values of a series, ``(N, 1, L)``, standardised
 by the last value and the mean absolute deviation of its observed context part (per window, so one
-model serves series of any level; ``anchor="mean"`` centres on the context's mean instead). Process: EDM (``sigma_data`` 1, the standardised scale). Network:
+model serves series of any level; ``anchor="mean"`` centres on the context's mean instead).
+Process: EDM (``sigma_data`` 1, the standardised scale). Network:
 :class:`domains.timeseries.nets.WindowMLP`, the core's residual MLP over the whole window and its
 conditioning (``net="transformer"``: a patch transformer; why the MLP: measured, in
 :mod:`domains.timeseries.nets`).
