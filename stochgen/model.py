@@ -235,6 +235,18 @@ class Model:
         return bits_per_dim(self.process, self.denoise, x, prediction=self.prediction,
                             cond=self._cond(int(x.shape[0]) if x.dim() else None, cond), **kw)
 
+    def for_sampling(self, steps: int | None = None) -> "Model":
+        """A model holding only the network used for inference (the EMA copy when there is one,
+        then as its plain network): what a domain ships, about half a training checkpoint's size.
+        Shares that network with this model. ``steps``: its default sampler steps (default: this
+        model's)."""
+        out = Model(self.domain, self.process, self.weights, prediction=self.prediction,
+                    precondition=self.precondition, ema=None, ema_decay=None, state_shape=self.state_shape,
+                    num_classes=self.num_classes, sampler=self.sampler, steps=int(steps or self.steps),
+                    extra_spec=self.extra_spec)
+        out.history, out.train_rows = self.history, self.train_rows
+        return out
+
     def save(self, path) -> str:
         """Write the model (weights, EMA, spec) to one checkpoint file, atomically."""
         return _ckpt.save(path, self.state_dicts(), self.spec)

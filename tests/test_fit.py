@@ -80,6 +80,21 @@ def test_save_load_gives_identical_samples(trained, tmp_path):
     assert spec["stochgen_version"] == stochgen.__version__ and spec["sampler"] == "heun" and spec["steps"] == 18
 
 
+def test_for_sampling_keeps_only_the_ema_network_and_samples_the_same(trained, tmp_path):
+    model, _ = trained
+    assert model.ema is not None and not torch.equal(next(model.ema.parameters()), next(model.net.parameters()))
+    light = model.for_sampling(steps=5)
+    assert light.ema is None and light.steps == 5 and light.net is model.ema
+    light.save(tmp_path / "light.ckpt")
+    model.save(tmp_path / "full.ckpt")
+    assert os.path.getsize(tmp_path / "light.ckpt") < 0.6 * os.path.getsize(tmp_path / "full.ckpt")
+    m2 = stochgen.load(tmp_path / "light.ckpt")
+    assert m2.steps == 5 and m2.ema is None
+    a = model.sample(64, steps=8, generator=torch.Generator().manual_seed(5))  # the EMA weights
+    b = m2.sample(64, steps=8, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
 def test_log_likelihood_prefers_data_over_outliers(trained):
     model, _ = trained
     x = torch.cat([CENTERS, torch.tensor([[0.0, 3.0]])])

@@ -64,14 +64,7 @@ def main(argv=None) -> int:
 
     ckpt = os.path.join(args.out, "train.ckpt")
     if args.export:
-        from stochgen.model import Model
-
-        m = stochgen.load(ckpt)
-        out = Model(m.domain, m.process, m.weights, prediction=m.prediction, precondition=m.precondition, ema=None,
-                    ema_decay=None, state_shape=m.state_shape, num_classes=m.num_classes, sampler=m.sampler,
-                    steps=int(args.sample_steps or m.steps), extra_spec=m.extra_spec)
-        out.history = m.history
-        path = out.save(args.export)
+        path = stochgen.load(ckpt).for_sampling(steps=args.sample_steps).save(args.export)
         print(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
         return 0
     os.makedirs(args.out, exist_ok=True)

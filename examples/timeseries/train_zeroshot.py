@@ -72,36 +72,29 @@ def parse(argv=None):
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--export", default=None, metavar="WEIGHTS",
+                   help="instead of training: write OUT/train.ckpt's EMA network as a model file WEIGHTS")
+    p.add_argument("--resume", action="store_true", help="continue OUT/train.ckpt up to --steps")
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--export", default=None, metavar="WEIGHTS",
-                   help="instead of training: write OUT/train.ckpt's EMA network as a model file WEIGHTS")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse(argv)
-    import torch
-
-    torch.set_num_threads(int(args.threads))
+    ckpt = os.path.join(args.out, "train.ckpt")
     import stochgen
     from domains.timeseries import domain as _register  # noqa: F401  (registers "timeseries")
     from domains.timeseries import zeroshot
 
-    ckpt = os.path.join(args.out, "train.ckpt")
-    if args.export:
-        from stochgen.model import Model
-
-        m = stochgen.load(ckpt)
-        out = Model(m.domain, m.process, m.weights, prediction=m.prediction, precondition=m.precondition, ema=None,
-                    ema_decay=None, state_shape=m.state_shape, num_classes=m.num_classes, sampler=m.sampler,
-                    steps=m.steps, extra_spec=m.extra_spec)
-        out.history = m.history
-        path = out.save(args.export)
-        print(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
+    if args.export:  # the sampling weights only
+        written = stochgen.load(ckpt).for_sampling().save(args.export)
+        print(f"wrote {written} ({os.path.getsize(written) / 1e6:.2f} MB)")
         return 0
+    import torch
+
+    torch.set_num_threads(int(args.threads))
     os.makedirs(args.out, exist_ok=True)
     real = training_series(args.leave_out_fold)
     synth = zeroshot.synthetic_series(args.synthetic, seed=args.seed)
