@@ -14,7 +14,8 @@ Methods:
   stochgen.fit(dom, history)`` once per series on all data before the first window, with the
   default training settings (``--fit-opts JSON`` adds keyword arguments); then per window
   ``dom.forecast(history_values, model=model, num_samples=100)`` (``--ours-opts JSON`` adds
-  keyword arguments). Quantiles and the point forecast (median) from the 100 sample paths.
+  keyword arguments; by default that refines seasonal naive paths, ``--ours-opts '{"base": null}'``
+  samples from the model alone). Quantiles and the point forecast (median) from the 100 sample paths.
   ``--no-ours`` runs the baselines only.
 * ``ours-refine(B)`` (``--refine B[,B2]``, default ``SeasonalNaive``; ``--refine none`` for
   none): TSDiff's refinement of baseline B's forecast by our model, ``dom.refine(history,

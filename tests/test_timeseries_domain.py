@@ -72,14 +72,20 @@ def test_self_guided_unconditional_model_recovers_the_season():
 def test_forecast_reads_only_the_context(sine_model):
     dom, model, y = sine_model
     h = y[:600].copy()
-    a = dom.forecast(h, model=model, num_samples=20, seed=3)
+    a = dom.forecast(h, model=model, num_samples=20, seed=3, base=None)  # the model alone
     h[: 600 - C] = 100.0  # everything before the context window changed
-    b = dom.forecast(h, model=model, num_samples=20, seed=3)
+    b = dom.forecast(h, model=model, num_samples=20, seed=3, base=None)
     np.testing.assert_array_equal(a, b)
+    # the default refines seasonal naive paths, whose bootstrap of seasonal differences reads the whole history
+    assert not np.array_equal(dom.forecast(h, model=model, num_samples=20, seed=3),
+                              dom.forecast(y[:600], model=model, num_samples=20, seed=3))
     # a longer horizon rolls forward and starts with the same first window
-    c = dom.forecast(y[:600], model=model, num_samples=20, seed=3, horizon=2 * H)
-    assert c.shape == (20, 2 * H)
-    np.testing.assert_allclose(c[:, :H], a, rtol=0, atol=1e-12)
+    for kind, first in ((None, a), ("auto", dom.forecast(y[:600], model=model, num_samples=20, seed=3))):
+        c = dom.forecast(y[:600], model=model, num_samples=20, seed=3, horizon=2 * H, base=kind)
+        assert c.shape == (20, 2 * H)
+        np.testing.assert_allclose(c[:, :H], first, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="base"):
+        dom.forecast(y[:600], model=model, base="ets")
 
 
 def test_refinement_moves_a_biased_base_forecast_to_the_learned_density(sine_model):
@@ -206,18 +212,16 @@ def test_cli_forecast_writes_quantiles_and_a_fan_chart(sine_model, tmp_path):
     assert "wQL" in r.stdout and "80% coverage" in r.stdout
     h = pd.read_csv(tmp_path / "h.csv", parse_dates=["ds"])
     assert h["ds"].iloc[0] == pd.Timestamp("2049-01-01")
-    # --refine: seasonal naive paths refined by the model; the sine continues
+    truth = 5.0 + np.sin(2 * np.pi * np.arange(600, 600 + H) / M)
+    assert np.abs(f["q0.5"].to_numpy() - truth).max() < 0.3  # amplitude 1: a lost season would be off by up to 2
+    # --base none: the model alone; the sine continues too
     r = subprocess.run([sys.executable, "-m", "stochgen.cli", "forecast", str(ckpt), str(tmp_path / "s.csv"),
-                        "-n", "50", "-o", str(tmp_path / "r.csv"), "--refine", "seasonal-naive"],
+                        "-n", "50", "-o", str(tmp_path / "r.csv"), "--base", "none"],
                        capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert r.returncode == 0, r.stderr
     med = pd.read_csv(tmp_path / "r.csv")["q0.5"].to_numpy()
-    truth = 5.0 + np.sin(2 * np.pi * np.arange(600, 600 + H) / M)
-    assert np.abs(med - truth).max() < 0.3  # amplitude 1: a lost season would be off by up to 2
-    r = subprocess.run([sys.executable, "-m", "stochgen.cli", "forecast", str(ckpt), str(tmp_path / "s.csv"),
-                        "-o", str(tmp_path / "r2.csv"), "--refine", "seasonal-naive", "--horizon", "5"],
-                       capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
-    assert r.returncode != 0 and "model's horizon (12)" in r.stderr
+    assert np.abs(med - truth).max() < 0.3
+    assert not np.allclose(med, f["q0.5"].to_numpy(), rtol=0, atol=1e-9)  # a different forecast
 
 
 def test_bad_input_gives_clear_errors(sine_model, tmp_path):

@@ -33,13 +33,13 @@ def add_verbs(subparsers) -> None:
     p.add_argument("--plot", metavar="fan.png", default=None, help="fan chart of history, bands and truth")
     p.add_argument("--holdout", metavar="H", type=positive_int, default=None,
                    help="forecast the last H values of each series from the rest and score them")
-    p.add_argument("--refine", choices=("seasonal-naive",), default=None,
-                   help="instead of sampling from the model alone: refine a base forecaster's paths with it "
-                   "(TSDiff refinement; the horizon must be the model's)")
+    p.add_argument("--base", choices=("auto", "seasonal-naive", "none"), default="auto",
+                   help="auto (default): a conditional model refines seasonal naive paths (TSDiff refinement), "
+                   "an unconditional one samples from noise; none: sample from the model alone")
     p.add_argument("--refine-strength", metavar="S", type=float, default=2.0,
                    help="refinement noise level in units of the context's scale (default 2.0)")
     p.add_argument("--season", metavar="M", type=positive_int, default=None,
-                   help="season length for --holdout's MASE (default: the model's)")
+                   help="season length of the seasonal naive base and --holdout's MASE (default: the model's)")
     p.add_argument("--steps", metavar="N", type=positive_int, default=None, help="sampler steps (default: the model's)")
     p.add_argument("--seed", type=seed_int, default=0)
     p.set_defaults(func=run_forecast)
@@ -131,20 +131,13 @@ def run_forecast(args) -> int:
             ds_out = None if ds is None else ds[len(y):]
         else:
             ds_out = D.future_ds(ds, H)
-        if args.refine:
-            from .baselines import BASES
-
-            if H != dom.horizon:
-                raise CLIError(f"--refine forecasts the model's horizon ({dom.horizon}); got {H}")
-            try:
-                base = BASES[args.refine](y, args.season or dom.season, H, args.samples, seed=args.seed)
-                samples = dom.refine(y, base, model=model, strength=args.refine_strength, seed=args.seed,
-                                     steps=args.steps)
-            except ValueError as exc:
-                raise CLIError(f"--refine: {exc}") from None
-        else:
-            samples = dom.forecast(y, model=model, num_samples=args.samples, seed=args.seed, steps=args.steps,
-                                   horizon=H)
+        caller = dom if not args.season else stochgen.domain("timeseries", season=args.season, horizon=dom.horizon)
+        try:
+            samples = caller.forecast(y, model=model, num_samples=args.samples, seed=args.seed, steps=args.steps,
+                                   horizon=H, base=None if args.base == "none" else args.base,
+                                   refine_strength=args.refine_strength)
+        except ValueError as exc:
+            raise CLIError(f"series {s.uid!r}: {exc}") from None
         if ds_out is None:
             ds_out = np.arange(len(y), len(y) + H)
         frames.append(quantile_frame(s.uid, ds_out, samples))
