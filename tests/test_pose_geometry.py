@@ -256,15 +256,21 @@ def test_refine_rejects_bad_arguments():
         G.refine(src, src, torch.eye(4, dtype=F64), source_normals=src[:10])
 
 
-def test_torch_nearest_neighbours_equal_the_kd_tree():
+def test_torch_nearest_neighbours_equal_the_kd_trees():
+    """The three neighbour back-ends (pykdtree when installed, scipy's cKDTree, chunked cdist) agree."""
+    from scipy.spatial import cKDTree
+
     ref = _bumpy_box(500, 13)
     x = torch.randn(3, 70, 3, generator=torch.Generator().manual_seed(2), dtype=F64) * 0.4
     tree = G._Nearest(ref)
+    scipy_tree = G._Nearest(ref)
+    scipy_tree.fast, scipy_tree.tree = None, cKDTree(ref.numpy())
     brute = G._Nearest(ref)
-    brute.tree = None  # the path used off the CPU
+    brute.tree = brute.fast = None  # the path used off the CPU
     for k in (1, 5):
-        (d1, i1), (d2, i2) = tree.query(x, k), brute.query(x, k)
+        (d1, i1), (d2, i2), (d3, i3) = tree.query(x, k), brute.query(x, k), scipy_tree.query(x, k)
         assert d1.shape == x.shape[:-1] + ((k,) if k > 1 else ())
-        assert torch.equal(i1, i2)
+        assert torch.equal(i1, i2) and torch.equal(i3, i2)
         torch.testing.assert_close(d1, d2, rtol=0, atol=1e-14)
+        torch.testing.assert_close(d3, d2, rtol=0, atol=1e-14)
     torch.testing.assert_close(tree.query(x)[0], _nearest_brute(x, ref), rtol=0, atol=1e-14)

@@ -37,8 +37,10 @@ from .io import check_points, check_transform
 
 __all__ = ["PoseDomain", "default_weights", "DEFAULT_SETTINGS"]
 
-_COARSE_POINTS = (512, 256)  # source / target points of the coarse ICP stage (the target ones also rank)
-_REFINE_ITERS = (8, 30, 0.02)  # ICP iterations of every kept hypothesis; in all for those within the score margin of the best
+_COARSE_POINTS = (384, 192)  # source / target points of the coarse ICP stage (the target ones also rank)
+_COARSE_ROUND = 3  # coarse ICP iterations per successive-halving round
+# ICP iterations of every kept hypothesis; in all for those within the score margin of the best
+_REFINE_ITERS = (8, 30, 0.02)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_SETTINGS = {"n_points": 256, "trans_scale": 0.25, "pairs": 3000, "seed": 0, "features": "fpfh",
                     "fpfh_radius": 0.2, "fpfh_k": 64}
@@ -198,17 +200,19 @@ class PoseDomain(Domain):
 
     def register(self, source, target, model=None, particles: int = 8, steps: int | None = None,
                  refine: bool = True, seed: int = 0, inlier: float = 0.02, keep: int = 4, coarse: int = 8,
-                 proposals: str = "diffusion", match_rows: int | None = 128, uniform: int = 32,
+                 proposals: str = "diffusion", match_rows: int | None = 64, uniform: int = 32,
                  return_info: bool = False, **opts):
         """The 4x4 pose ``T`` with ``target ~= source @ R.T + t`` (float64 numpy).
 
         ``source (N, 3)`` and ``target (M, 3)`` need no correspondences (``N != M`` is fine).
-        ``particles`` reverse-diffusion hypotheses of ``steps`` steps; the ``keep`` best by the
-        target inlier fraction (within ``inlier`` of the normalised scale, measured on 256 target
-        points) are refined by ICP (``refine=False``: none is): 8 iterations each, then only those
-        scoring within 0.02 of the best go on to 30 in all, and the best is returned. ``coarse`` (only with ``refine``): before the selection, run
-        that many ICP iterations on every hypothesis against sub-sampled clouds (512 source and 256
-        target points; cheap, and it moves hypotheses near a basin into it). ``proposals``:
+        ``particles`` reverse-diffusion hypotheses of ``steps`` steps (default: the model's; the shipped
+        model's is 3) and ``uniform`` uniform rotations go through the coarse stage (only with
+        ``refine``): ``coarse`` ICP iterations in all against sub-sampled clouds (384 source and 192
+        target points), in rounds of 3 after each of which only the better half by the target inlier
+        fraction (within ``inlier`` of the normalised scale) goes on (successive halving, down to
+        ``2 * keep``). The ``keep`` best are refined by ICP on the full clouds (``refine=False``: none
+        is): 8 iterations each, then only those scoring within 0.02 of the best go on to 30 in all, and
+        the best is returned. ``proposals``:
         ``"diffusion"`` (the model's reverse diffusion) or ``"prior"`` (``particles + uniform`` uniform
         rotations with zero translation as they are, no network: the multi-start ICP the diffusion is
         measured against). ``return_info``: also a dict with the ``score`` of the answer and every
@@ -225,31 +229,44 @@ class PoseDomain(Domain):
         if int(uniform) < 0:
             raise ValueError(f"uniform (extra uniform-rotation starts) must be >= 0, got {uniform!r}")
         n_uniform = int(uniform) + (int(particles) if proposals == "prior" else 0)
-        parts = []
-        if proposals == "diffusion":
-            parts.append(self.hypotheses(self.resolve_model(model), s, t, particles, steps, seed, match_rows=match_rows))
-        if n_uniform:
-            g = torch.Generator().manual_seed(int(seed))
-            parts.append(se3.from_rt(so3.random((n_uniform,), generator=g, dtype=torch.float64),
-                                     torch.zeros(n_uniform, 3, dtype=torch.float64)))
-        hyp = torch.cat(parts)
         S, Tt = torch.from_numpy(s), torch.from_numpy(t)
         rng = np.random.default_rng(seed + 1)
         ns, nt = _COARSE_POINTS
         sub_s = torch.from_numpy(_subsample(s, min(len(s), ns), rng))
         sub_t = torch.from_numpy(_subsample(t, min(len(t), nt), rng))
-        if int(coarse) > 0 and refine:
-            hyp = geometry.refine(sub_s, sub_t, hyp, iters=int(coarse))
-        # rank by the target inlier fraction of the sub-sampled target against the full source
-        score = geometry.fit_score(S, sub_t, hyp, inlier=inlier, directions="target")[geometry.SELECT_SCORE]
+        n_sub = geometry.estimate_normals(sub_s) if refine else None
+        coarse = int(coarse) if refine else 0
+        parts = []
+        if proposals == "diffusion":
+            net = self.resolve_model(model)
+            parts.append(self.hypotheses(net, s, t, particles, steps, seed, match_rows=match_rows))
+        if n_uniform:
+            g = torch.Generator().manual_seed(int(seed))
+            parts.append(se3.from_rt(so3.random((n_uniform,), generator=g, dtype=torch.float64),
+                                     torch.zeros(n_uniform, 3, dtype=torch.float64)))
+        hyp = torch.cat(parts)
+        done, score = 0, None
+        while True:
+            # successive halving: rounds of coarse ICP, after each only the better half (at least
+            # 2 x keep) goes on; ranked by the target inlier fraction of the sub-sampled target
+            if score is not None and len(hyp) > 2 * int(keep):
+                hyp = hyp[torch.argsort(score, descending=True)[: max(2 * int(keep), (len(hyp) + 1) // 2)]]
+            if done < coarse:
+                it = min(_COARSE_ROUND, coarse - done)
+                hyp = geometry.refine(sub_s, sub_t, hyp, iters=it, source_normals=n_sub)
+                done += it
+            score = geometry.fit_score(S, sub_t, hyp, inlier=inlier, directions="target")[geometry.SELECT_SCORE]
+            if done >= coarse:
+                break
         order = torch.argsort(score, descending=True)[: int(keep)]
         best = hyp[order]
         if refine:
             first, total, margin = _REFINE_ITERS
-            best = geometry.refine(S, Tt, best, iters=first)
+            n_full = geometry.estimate_normals(S)
+            best = geometry.refine(S, Tt, best, iters=first, source_normals=n_full)
             # after the first iterations, only hypotheses scoring within `margin` of the best go on
             sel = geometry.fit_score(S, Tt, best, inlier=inlier, directions="target")[geometry.SELECT_SCORE]
-            best = geometry.refine(S, Tt, best[sel >= sel.max() - margin], iters=total - first)
+            best = geometry.refine(S, Tt, best[sel >= sel.max() - margin], iters=total - first, source_normals=n_full)
         final = geometry.fit_score(S, Tt, best, inlier=inlier, directions="target")[geometry.SELECT_SCORE]
         i = int(torch.argmax(final))
         T = self.denormalise(best[i].numpy(), A, B)

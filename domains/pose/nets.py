@@ -42,6 +42,7 @@ from stochgen.spaces import se3
 __all__ = ["RegistrationNet", "FEATURES", "fpfh", "knn", "normals", "oriented_normals", "point_pair_features"]
 
 FEATURES = ("ppf", "fpfh", "both")
+_DENSE_NEIGHBOUR_SUM = 1 << 22  # fpfh: entries of a (B, N, N) weight matrix below which a product beats a gather
 
 
 def knn(p: torch.Tensor, k: int) -> torch.Tensor:
@@ -116,16 +117,23 @@ def fpfh(p: torch.Tensor, n: torch.Tensor, idx: torch.Tensor, radius: float, bin
         phi = (u * dh).sum(-1)
         theta = torch.atan2((w * nt).sum(-1), (u * nt).sum(-1))
         valid = (dist <= radius).to(p.dtype)                 # (B, N, k)
-        parts = []
-        for val, lo, hi in ((alpha, -1.0, 1.0), (phi, -1.0, 1.0), (theta, -math.pi, math.pi)):
-            b = ((val - lo) / (hi - lo) * bins).long().clamp(0, bins - 1)
-            parts.append(nn.functional.one_hot(b, bins).to(p.dtype) * valid[..., None])
+        b, n_pts, k = dist.shape
+        # bin codes of the three angles (offset per angle), counted into one (B*N, 3 bins) histogram
+        codes = torch.cat([((val - lo) / (hi - lo) * bins).long().clamp(0, bins - 1) + j * bins for j, (val, lo, hi)
+                           in enumerate(((alpha, -1.0, 1.0), (phi, -1.0, 1.0), (theta, -math.pi, math.pi)))], dim=-1)
+        hist = torch.zeros(b * n_pts, 3 * bins, dtype=p.dtype, device=p.device)
+        hist.scatter_add_(1, codes.reshape(b * n_pts, 3 * k), valid.reshape(b * n_pts, k).repeat(1, 3))
         count = valid.sum(-1, keepdim=True).clamp_min(1.0)
-        spfh = torch.cat([h.sum(2) for h in parts], dim=-1) / count    # (B, N, 3 bins)
+        spfh = hist.reshape(b, n_pts, 3 * bins) / count      # (B, N, 3 bins)
         wgt = valid / dist.clamp_min(1e-6)
         wgt = wgt / wgt.sum(-1, keepdim=True).clamp_min(1e-12)
-        out = spfh + (wgt[..., None] * _gather(spfh, idx[..., 1:])).sum(2)
-        return out / 2.0
+        if b * n_pts * n_pts <= _DENSE_NEIGHBOUR_SUM:
+            # the 1/distance-weighted sum of the neighbours' SPFH as one (N, N) sparse-as-dense product
+            wmat = torch.zeros(b, n_pts, n_pts, dtype=p.dtype, device=p.device).scatter_add_(2, idx[..., 1:], wgt)
+            nbr = wmat @ spfh
+        else:
+            nbr = (wgt[..., None] * _gather(spfh, idx[..., 1:])).sum(2)
+        return (spfh + nbr) / 2.0
 
 
 def _mlp(sizes) -> nn.Sequential:
@@ -216,7 +224,10 @@ class RegistrationNet(ScoreNet):
         # context: the first features of a wider neighbourhood (k2 points), with their distances
         i2 = idx[..., : self.k2]
         d2 = (_gather(p, i2) - p[:, :, None]).norm(dim=-1, keepdim=True) / (4 * scale[:, None, None, None])
-        f2 = self.edge2(torch.cat([_gather(f1, i2), d2], dim=-1)).amax(2)
+        # edge2's first layer on cat(f1_j, d_ij), applied to f1 once per point before the gather (same map)
+        lin = self.edge2[0]
+        z = _gather(f1 @ lin.weight[:, :-1].T, i2) + d2 * lin.weight[:, -1] + lin.bias
+        f2 = self.edge2[1:](z).amax(2)
         g = f2.amax(1, keepdim=True).expand_as(f2)
         parts = [f1, f2, g]
         return self.point(torch.cat(parts, dim=-1)), scale
