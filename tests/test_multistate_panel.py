@@ -159,3 +159,21 @@ writeLines(sprintf("%.8f", m$minus2loglik), "{tmp_path}/m2ll.txt")
     assert abs(fit.minus2loglik - m2ll) < 0.01
     np.testing.assert_allclose(fit.Q_ci[0][nz], L[nz], rtol=0.02)
     np.testing.assert_allclose(fit.Q_ci[1][nz], U[nz], rtol=0.02)
+
+
+def test_prevalence_counts_and_plot(tmp_path):
+    df = P.simulate_panel(Q3, np.arange(7.0), initial=1, n_subjects=300, seed=6)
+    fit = P.fit_panel(df, qmatrix=PATTERN)
+    prev = fit.prevalence(times=[0.0, 2.0, 4.0])
+    # at time 0 every subject is in its first state, observed and expected alike
+    np.testing.assert_allclose(prev["observed"][0], [300, 0, 0])
+    np.testing.assert_allclose(prev["expected"][0], [300, 0, 0], atol=1e-9)
+    # expected counts are the at-risk subjects' P(t) rows: they sum to the number observed
+    np.testing.assert_allclose(prev["expected"].sum(1), prev["observed"].sum(1), rtol=1e-9)
+    # at the (shared) observation times the observed state is the state: a fitted model tracks the
+    # observed prevalence within sampling error (binomial sd of 300 subjects)
+    share_o = prev["observed"] / prev["observed"].sum(1, keepdims=True)
+    share_e = prev["expected"] / prev["expected"].sum(1, keepdims=True)
+    assert np.abs(share_o - share_e).max() < 4 * np.sqrt(0.25 / 300)
+    path = fit.plot_prevalence(str(tmp_path / "prev.png"))
+    assert (tmp_path / "prev.png").stat().st_size > 5000 and path.endswith("prev.png")

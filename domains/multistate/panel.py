@@ -126,6 +126,8 @@ def _reachable(allowed: np.ndarray) -> np.ndarray:
 def prepare_panel(data, subject="subject", time="time", state="state", qmatrix=None, death_exact=None,
                   censored=None, covariates=None, states=None, center: bool = True) -> PanelData:
     """Check and convert panel ``data`` (DataFrame or CSV path); see :func:`fit_panel` for the arguments."""
+    import pandas as pd
+
     df = _read(data)
     Q0 = _check_qmatrix(qmatrix)
     S = len(Q0)
@@ -143,14 +145,15 @@ def prepare_panel(data, subject="subject", time="time", state="state", qmatrix=N
         bad = [i + 1 for i, v in enumerate(tnum) if not _is_number(v)]
         raise ValueError(f"column {time!r} must be numeric; non-numeric values in rows {_rows(bad)}") from None
     if not np.isfinite(tval).all():
-        raise ValueError(f"column {time!r} has missing or non-finite values in rows {_rows(np.flatnonzero(~np.isfinite(tval)) + 1)}")
+        bad_rows = _rows(np.flatnonzero(~np.isfinite(tval)) + 1)
+        raise ValueError(f"column {time!r} has missing or non-finite values in rows {bad_rows}")
     df[time] = tval
     censored = dict(censored or {})
     # state labels: given, or 1..S when the data's labels are integers, else the sorted labels
     labels = df[state].to_numpy()
     codes = set(censored)
     if states is None:
-        plain = [v for v in pd_unique(labels) if v not in codes]
+        plain = [v for v in _unique(labels) if v not in codes]
         if all(_is_int(v) for v in plain):  # integer labels: 1..S in the qmatrix's order (msm's convention)
             states = list(range(1, S + 1))
         else:
@@ -201,69 +204,81 @@ def prepare_panel(data, subject="subject", time="time", state="state", qmatrix=N
         except (TypeError, ValueError):
             raise ValueError(f"covariate {c!r} must be numeric (code categories as 0/1 columns)") from None
         if not np.isfinite(vals).all():
-            raise ValueError(f"covariate {c!r} has missing values in rows {_rows(np.flatnonzero(~np.isfinite(vals)) + 1)}")
+            bad_rows = _rows(np.flatnonzero(~np.isfinite(vals)) + 1)
+            raise ValueError(f"covariate {c!r} has missing values in rows {bad_rows}")
         df[c] = vals
     allowed = (Q0 > 0) & ~np.eye(S, dtype=bool)
     reach = _reachable(allowed)
-    # order within subject by time (stable); equal or decreasing times in the data's order are errors
-    kept, dropped = [], []
-    rows_by_subject = df.groupby(subject, sort=False)
-    starts, ends, exact, dts, xs, firsts, subj_of, step_of = [], [], [], [], [], [], [], []
+    # subjects in order of appearance, each subject's rows in the data's order (times must increase)
+    codes_sub, uniq = pd.factorize(df[subject], sort=False)
+    uniq = pd.Index(uniq).tolist()  # plain Python ids in messages
+    order = np.argsort(codes_sub, kind="stable")
+    sub = codes_sub[order]
+    t_all = df[time].to_numpy()[order]
+    s_all = np.asarray(df["_s"].to_numpy()[order], dtype=np.int64)
+    code_all = df["_code"].to_numpy()[order]
+    row_all = df["_row"].to_numpy()[order]
+    x_all = df[covariates].to_numpy(dtype=np.float64)[order] if covariates else np.zeros((len(df), 0))
+    counts = np.bincount(sub, minlength=len(uniq))
+    single = counts[sub] < 2
+    dropped = [uniq[k] for k in np.flatnonzero(counts == 1)]
+    pair = np.flatnonzero((sub[:-1] == sub[1:]) & ~single[:-1])     # row i -> i+1 of one subject
+    bad = pair[t_all[pair + 1] <= t_all[pair]]
+    if len(bad):
+        k = sub[bad[0]]
+        pairs = ", ".join(f"{row_all[i]}-{row_all[i + 1]}" for i in bad[sub[bad] == k][:5])
+        raise ValueError(f"times must increase within a subject: subject {uniq[k]!r}, rows {pairs}")
+    a_, b_ = s_all[pair], s_all[pair + 1]
+    both = (a_ >= 0) & (b_ >= 0)
+    imp = pair[both & ~reach[np.clip(a_, 0, None), np.clip(b_, 0, None)]]
+    if len(imp):
+        i = imp[0]
+        raise ValueError(f"subject {uniq[sub[i]]!r}, rows {row_all[i]}-{row_all[i + 1]}: a change of state "
+                         f"{states[s_all[i]]} -> {states[s_all[i + 1]]} that no path of allowed transitions "
+                         f"(qmatrix) can make")
+
+    def allowed_sets(si, code):
+        out = np.zeros((len(si), S))
+        plain = si >= 0
+        out[np.flatnonzero(plain), si[plain]] = 1.0
+        for c, members in cset.items():
+            hit = np.flatnonzero(~plain & (code == c))
+            out[np.ix_(hit, members)] = 1.0
+        return out
+
+    kept_idx = np.flatnonzero(counts >= 2)
+    renum = -np.ones(len(uniq), dtype=np.int64)
+    renum[kept_idx] = np.arange(len(kept_idx))
+    kept = [uniq[k] for k in kept_idx]
+    first_rows = np.flatnonzero(~single & np.r_[True, sub[1:] != sub[:-1]])
+    firsts = allowed_sets(s_all[first_rows], code_all[first_rows])
+    starts = s_all[pair]
+    ends = allowed_sets(s_all[pair + 1], code_all[pair + 1])
+    exact = np.isin(s_all[pair + 1], death) & (s_all[pair + 1] >= 0)
+    dts = t_all[pair + 1] - t_all[pair]
+    xs = x_all[pair]
+    subj_of = renum[sub[pair]]
+    step_of = pair - np.searchsorted(sub, sub[pair], side="left")
     times = {}
-
-    def allowed_set(si, code):
-        v = np.zeros(S)
-        if si >= 0:
-            v[si] = 1.0
-        else:
-            v[cset[code]] = 1.0
-        return v
-
-    for sid, g in rows_by_subject:
-        t = g[time].to_numpy()
-        if len(g) < 2:
-            dropped.append(sid)
-            continue
-        bad = np.flatnonzero(np.diff(t) <= 0)
-        if len(bad):
-            r = g["_row"].to_numpy()
-            pairs = ", ".join(f"{r[i]}-{r[i + 1]}" for i in bad[:5])
-            raise ValueError(f"times must increase within a subject: subject {sid!r}, rows {pairs}")
-        s = g["_s"].to_numpy()
-        code = g["_code"].to_numpy()
-        r = g["_row"].to_numpy()
-        for i in range(len(g) - 1):
-            a, b = s[i], s[i + 1]
-            if a >= 0 and b >= 0 and not reach[a, b]:
-                raise ValueError(f"subject {sid!r}, rows {r[i]}-{r[i + 1]}: a change of state {states[a]} -> "
-                                 f"{states[b]} that no path of allowed transitions (qmatrix) can make")
-        k = len(kept)
-        kept.append(sid)
-        times[sid] = (t.copy(), s.copy())
-        firsts.append(allowed_set(s[0], code[0]))
-        for i in range(len(g) - 1):
-            starts.append(s[i])
-            ends.append(allowed_set(s[i + 1], code[i + 1]))
-            exact.append(bool(s[i + 1] in death))
-            dts.append(t[i + 1] - t[i])
-            xs.append(g[covariates].to_numpy()[i] if covariates else np.zeros(0))
-            subj_of.append(k)
-            step_of.append(i)
+    for r0 in first_rows:
+        r1 = r0 + counts[sub[r0]]
+        times[uniq[sub[r0]]] = (t_all[r0:r1].copy(), s_all[r0:r1].copy())
     if dropped:
         warnings.warn(f"dropped {len(dropped)} subject(s) with a single observation (no information): "
                       f"{_rows(dropped)}", stacklevel=3)
     if not kept:
         raise ValueError("no subject has two or more observations: nothing to fit")
     x = np.asarray(xs, dtype=np.float64).reshape(len(dts), len(covariates))
-    mean = x.mean(0) if (center and covariates) else np.zeros(len(covariates))
+    # centred at the mean over the observations (msm's centring), so Q is reported there
+    mean = x_all[~single].mean(0) if (center and covariates) else np.zeros(len(covariates))
     return PanelData(states=states, subjects=kept, allowed=allowed, q0=Q0, start=np.asarray(starts),
-                     obs=np.asarray(ends), exact=np.asarray(exact, dtype=bool), dt=np.asarray(dts),
-                     x=x - mean, first=np.asarray(firsts), subject_of=np.asarray(subj_of),
+                     obs=ends, exact=np.asarray(exact, dtype=bool), dt=np.asarray(dts, dtype=np.float64),
+                     x=x - mean, first=firsts, subject_of=np.asarray(subj_of),
                      step_of=np.asarray(step_of), covariates=covariates, cov_mean=mean, death_exact=death,
                      times=times, censored=cset, n_obs=int(len(dts) + len(kept)))
 
 
-def pd_unique(values):
+def _unique(values):
     seen, out = set(), []
     for v in values:
         key = (type(v).__name__, v) if not _is_int(v) else ("int", int(v))
@@ -291,8 +306,9 @@ def _is_number(v) -> bool:
 # ----------------------------------------------------------------------------------------------
 # likelihood
 # ----------------------------------------------------------------------------------------------
-def _generators(pd_: PanelData, theta: torch.Tensor) -> torch.Tensor:
-    """Generators ``(n_int, S, S)`` (or ``(1, S, S)`` without covariates) from the parameter vector."""
+def _generators(pd_: PanelData, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generators ``(G, S, S)``, one per distinct covariate row (one without covariates), and the index
+    ``(n_int,)`` of each interval's generator, from the parameter vector."""
     S = pd_.n_states
     tr = pd_.transitions
     n = len(tr)
@@ -300,27 +316,53 @@ def _generators(pd_: PanelData, theta: torch.Tensor) -> torch.Tensor:
     rows = torch.tensor([r for r, _ in tr])
     cols = torch.tensor([s for _, s in tr])
     if pd_.covariates:
+        xu, inv = np.unique(pd_.x, axis=0, return_inverse=True)
         beta = theta[n:].reshape(n, len(pd_.covariates))
-        x = torch.as_tensor(pd_.x, dtype=theta.dtype)
-        rates = torch.exp(logq[None] + x @ beta.T)          # (n_int, n)
+        rates = torch.exp(logq[None] + torch.as_tensor(xu, dtype=theta.dtype) @ beta.T)   # (G, n)
+        which = torch.as_tensor(inv.reshape(-1), dtype=torch.long)
     else:
         rates = torch.exp(logq)[None]
+        which = torch.zeros(len(pd_.dt), dtype=torch.long)
     Q = torch.zeros(rates.shape[0], S, S, dtype=theta.dtype)
     Q[:, rows, cols] = rates
     Q = Q - torch.diag_embed(Q.sum(-1))
-    return Q
+    return Q, which
+
+
+def transition_matrices(Q: torch.Tensor, dt: torch.Tensor, which: torch.Tensor | None = None) -> torch.Tensor:
+    """``expm(Q_(which_i) dt_i)`` for generators ``Q (G, S, S)``, times ``dt (n,)`` and generator indices
+    ``which (n,)`` (default: all 0, i.e. one generator), differentiable.
+
+    By the eigen-decomposition ``Q = V diag(l) V^-1`` (``P = V diag(exp(l dt)) V^-1``: one small
+    decomposition per generator, then products; its gradient is cheap) where that is safe, i.e. the
+    eigenvalues are separated and ``V`` is well conditioned; otherwise ``torch.linalg.matrix_exp``.
+    """
+    with torch.no_grad():
+        lam, V = torch.linalg.eig(Q)
+        scale = lam.abs().amax(-1).clamp_min(1e-300)
+        gap = (lam[..., :, None] - lam[..., None, :]).abs()
+        gap = gap.masked_fill(torch.eye(Q.shape[-1], dtype=torch.bool), float("inf"))
+        safe = bool((gap.amin((-1, -2)) > 1e-6 * scale).all()) and bool((torch.linalg.cond(V) < 1e6).all())
+    if which is None:
+        which = torch.zeros(len(dt), dtype=torch.long)
+    if not safe:
+        return torch.linalg.matrix_exp(Q[which] * dt[:, None, None])
+    lam, V = torch.linalg.eig(Q)
+    Vinv = torch.linalg.inv(V)
+    e = torch.exp(lam[which] * dt.to(lam.dtype)[:, None])    # (n, S)
+    return ((V[which] * e[:, None, :]) @ Vinv[which]).real
 
 
 def panel_loglik(pd_: PanelData, theta: torch.Tensor) -> torch.Tensor:
     """``log L`` of the panel at parameters ``theta`` (log intensities, then coefficients), differentiable."""
-    Q = _generators(pd_, theta)
+    Q, which = _generators(pd_, theta)
     dt = torch.as_tensor(pd_.dt, dtype=theta.dtype)
-    P = torch.linalg.matrix_exp(Q * dt[:, None, None])      # (n_int, S, S)
+    P = transition_matrices(Q, dt, which)                   # (n_int, S, S)
     obs = torch.as_tensor(pd_.obs, dtype=theta.dtype)
     exact = torch.as_tensor(pd_.exact)
     if pd_.death_exact:
-        Qi = Q.expand(len(dt), -1, -1)
-        # exact entry into d: sum_{k != d} P[r, k] Q[k, d]  ->  a "transition matrix" P Qoff with Qoff = Q, zero diagonal
+        Qi = Q[which]
+        # exact entry into d: sum_{k != d} P[r, k] Q[k, d], i.e. the row of P @ Qoff (Q with a zero diagonal)
         Qoff = Qi - torch.diag_embed(torch.diagonal(Qi, dim1=-2, dim2=-1))
         M = torch.where(exact[:, None, None], P @ Qoff, P)
     else:
@@ -331,7 +373,6 @@ def panel_loglik(pd_: PanelData, theta: torch.Tensor) -> torch.Tensor:
         lik = (rowsel * obs).sum(-1)
         return torch.log(lik.clamp_min(1e-300)).sum()
     # forward recursion per subject over its intervals (censored states summed over)
-    n_sub = len(pd_.subjects)
     alpha = torch.as_tensor(pd_.first, dtype=theta.dtype)
     alpha = alpha / alpha.sum(-1, keepdim=True)
     ll = torch.zeros((), dtype=theta.dtype)
@@ -344,7 +385,6 @@ def panel_loglik(pd_: PanelData, theta: torch.Tensor) -> torch.Tensor:
         c = a.sum(-1).clamp_min(1e-300)
         ll = ll + torch.log(c).sum()
         alpha = alpha.index_copy(0, who, a / c[:, None])
-    del n_sub
     return ll
 
 
@@ -431,7 +471,9 @@ class PanelFit:
         for r, lab in enumerate(self.states):
             q = -self.Q[r, r]
             if q > 0:
-                out[lab] = (1.0 / q, -1.0 / lo[r, r] if lo[r, r] < 0 else math.nan, -1.0 / hi[r, r] if hi[r, r] < 0 else math.nan)
+                a = -1.0 / lo[r, r] if lo[r, r] < 0 else math.nan
+                b = -1.0 / hi[r, r] if hi[r, r] < 0 else math.nan
+                out[lab] = (1.0 / q, a, b)
         return {k: (m, min(a, b), max(a, b)) for k, (m, a, b) in out.items()}
 
     def hazard_ratios(self) -> dict:
@@ -466,7 +508,8 @@ class PanelFit:
                                                  for k, (m, a, b) in soj.items())]
         for c, table in self.hazard_ratios().items():
             lines += ["", f"Hazard ratios for {c}"]
-            lines += [f"  {str(a):>8s} -> {str(b):<8s} {hr:10.4f} ({l_:.4f}, {u:.4f})" for (a, b), (hr, l_, u) in table.items()]
+            lines += [f"  {str(a):>8s} -> {str(b):<8s} {hr:10.4f} ({l_:.4f}, {u:.4f})"
+                      for (a, b), (hr, l_, u) in table.items()]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
