@@ -525,7 +525,7 @@ class PanelFit:
         pd_ = self.data
         S = pd_.n_states
         tmax = max(float(t[-1] - t[0]) for t, _ in pd_.times.values())
-        times = np.linspace(0.0, tmax, 11) if times is None else np.asarray(times, dtype=np.float64)
+        times = np.linspace(0.0, tmax, 26) if times is None else np.asarray(times, dtype=np.float64)
         absorbing = [not (self.Q[i] > 0).any() for i in range(S)]
         obs = np.zeros((len(times), S))
         exp_ = np.zeros((len(times), S))
