@@ -38,7 +38,7 @@ from .io import check_points, check_transform
 __all__ = ["PoseDomain", "default_weights", "DEFAULT_SETTINGS"]
 
 _COARSE_POINTS = (384, 192)  # source / target points of the coarse ICP stage (the target ones also rank)
-_COARSE_ROUND = 3  # coarse ICP iterations per successive-halving round
+_COARSE_ROUND = 8  # coarse ICP iterations per successive-halving round (the default coarse=8 is one round)
 # ICP iterations of every kept hypothesis; in all for those within the score margin of the best
 _REFINE_ITERS = (8, 30, 0.02)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -208,11 +208,11 @@ class PoseDomain(Domain):
         ``particles`` reverse-diffusion hypotheses of ``steps`` steps (default: the model's; the shipped
         model's is 3) and ``uniform`` uniform rotations go through the coarse stage (only with
         ``refine``): ``coarse`` ICP iterations in all against sub-sampled clouds (384 source and 192
-        target points), in rounds of 3 after each of which only the better half by the target inlier
+        target points), in rounds of 8 after each of which only the better half by the target inlier
         fraction (within ``inlier`` of the normalised scale) goes on (successive halving, down to
-        ``2 * keep``). The ``keep`` best are refined by ICP on the full clouds (``refine=False``: none
-        is): 8 iterations each, then only those scoring within 0.02 of the best go on to 30 in all, and
-        the best is returned. ``proposals``:
+        ``2 * keep``; the default ``coarse=8`` is one round). The ``keep`` best are refined by ICP on
+        the full clouds (``refine=False``: none is): 8 iterations each, then only those scoring within
+        0.02 of the best go on to 30 in all, and the best is returned. ``proposals``:
         ``"diffusion"`` (the model's reverse diffusion) or ``"prior"`` (``particles + uniform`` uniform
         rotations with zero translation as they are, no network: the multi-start ICP the diffusion is
         measured against). ``return_info``: also a dict with the ``score`` of the answer and every
