@@ -115,6 +115,12 @@ def _check_qmatrix(qmatrix) -> np.ndarray:
     return Q
 
 
+def _absorbing(Q: np.ndarray) -> list[bool]:
+    """Per state: no transition leaves it (every off-diagonal entry of its row is 0)."""
+    Q = np.asarray(Q)
+    return [not (np.delete(Q[i], i) > 0).any() for i in range(len(Q))]
+
+
 def _reachable(allowed: np.ndarray) -> np.ndarray:
     """``R[r, s]``: ``s`` can be reached from ``r`` by allowed transitions (``r`` itself included)."""
     R = allowed | np.eye(len(allowed), dtype=bool)
@@ -138,11 +144,10 @@ def prepare_panel(data, subject="subject", time="time", state="state", qmatrix=N
                          f"{', '.join(map(str, df.columns))}")
     df = df[[subject, time, state, *covariates]].copy()
     df["_row"] = np.arange(len(df)) + 1  # 1-based data rows in messages
-    tnum = np.asarray(df[time], dtype=object)
     try:
         tval = df[time].astype(np.float64).to_numpy()
     except (TypeError, ValueError):
-        bad = [i + 1 for i, v in enumerate(tnum) if not _is_number(v)]
+        bad = [i + 1 for i, v in enumerate(df[time]) if not _is_number(v)]
         raise ValueError(f"column {time!r} must be numeric; non-numeric values in rows {_rows(bad)}") from None
     if not np.isfinite(tval).all():
         bad_rows = _rows(np.flatnonzero(~np.isfinite(tval)) + 1)
@@ -153,7 +158,7 @@ def prepare_panel(data, subject="subject", time="time", state="state", qmatrix=N
     labels = df[state].to_numpy()
     codes = set(censored)
     if states is None:
-        plain = [v for v in _unique(labels) if v not in codes]
+        plain = [v for v in pd.unique(labels) if v not in codes]
         if all(_is_int(v) for v in plain):  # integer labels: 1..S in the qmatrix's order (msm's convention)
             states = list(range(1, S + 1))
         else:
@@ -189,7 +194,7 @@ def prepare_panel(data, subject="subject", time="time", state="state", qmatrix=N
     df["_s"] = sidx
     df["_code"] = labels
     if death_exact is True:
-        death = [i for i in range(S) if not (Q0[i] > 0).any() or all(Q0[i, j] == 0 for j in range(S) if j != i)]
+        death = [i for i, a in enumerate(_absorbing(Q0)) if a]
     elif death_exact in (None, False):
         death = []
     else:
@@ -276,16 +281,6 @@ def prepare_panel(data, subject="subject", time="time", state="state", qmatrix=N
                      x=x - mean, first=firsts, subject_of=np.asarray(subj_of),
                      step_of=np.asarray(step_of), covariates=covariates, cov_mean=mean, death_exact=death,
                      times=times, censored=cset, n_obs=int(len(dts) + len(kept)))
-
-
-def _unique(values):
-    seen, out = set(), []
-    for v in values:
-        key = (type(v).__name__, v) if not _is_int(v) else ("int", int(v))
-        if key not in seen:
-            seen.add(key)
-            out.append(v)
-    return out
 
 
 def _is_int(v) -> bool:
@@ -526,7 +521,7 @@ class PanelFit:
         S = pd_.n_states
         tmax = max(float(t[-1] - t[0]) for t, _ in pd_.times.values())
         times = np.linspace(0.0, tmax, 26) if times is None else np.asarray(times, dtype=np.float64)
-        absorbing = [not (self.Q[i] > 0).any() for i in range(S)]
+        absorbing = _absorbing(self.Q)
         obs = np.zeros((len(times), S))
         exp_ = np.zeros((len(times), S))
         for t_, s_ in pd_.times.values():
@@ -663,7 +658,7 @@ def simulate_panel(Q, times, initial=1, n_subjects: int | None = None, death_exa
     init = list(initial) if isinstance(initial, (list, tuple, np.ndarray)) else [initial] * n
     idx = {v: i for i, v in enumerate(states)}
     x = torch.tensor([idx[v] for v in init], dtype=torch.long)
-    absorbing = [not (np.delete(Q[i], i) > 0).any() for i in range(S)]
+    absorbing = _absorbing(Q)
     if death_exact is True:
         dead = {i for i in range(S) if absorbing[i]}
     else:

@@ -38,7 +38,6 @@ from .io import check_points, check_transform
 __all__ = ["PoseDomain", "default_weights", "DEFAULT_SETTINGS"]
 
 _COARSE_POINTS = (384, 192)  # source / target points of the coarse ICP stage (the target ones also rank)
-_COARSE_ROUND = 8  # coarse ICP iterations per successive-halving round (the default coarse=8 is one round)
 # ICP iterations of every kept hypothesis; in all for those within the score margin of the best
 _REFINE_ITERS = (8, 30, 0.02)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -206,11 +205,10 @@ class PoseDomain(Domain):
 
         ``source (N, 3)`` and ``target (M, 3)`` need no correspondences (``N != M`` is fine).
         ``particles`` reverse-diffusion hypotheses of ``steps`` steps (default: the model's; the shipped
-        model's is 3) and ``uniform`` uniform rotations go through the coarse stage (only with
-        ``refine``): ``coarse`` ICP iterations in all against sub-sampled clouds (384 source and 192
-        target points), in rounds of 8 after each of which only the better half by the target inlier
-        fraction (within ``inlier`` of the normalised scale) goes on (successive halving, down to
-        ``2 * keep``; the default ``coarse=8`` is one round). The ``keep`` best are refined by ICP on
+        model's is 5) and ``uniform`` uniform rotations go through the coarse stage (only with
+        ``refine``): ``coarse`` ICP iterations on every hypothesis against sub-sampled clouds (384 source
+        and 192 target points; cheap, and it moves hypotheses near a basin into it). The ``keep`` best by
+        the target inlier fraction (within ``inlier`` of the normalised scale) are refined by ICP on
         the full clouds (``refine=False``: none is): 8 iterations each, then only those scoring within
         0.02 of the best go on to 30 in all, and the best is returned. ``proposals``:
         ``"diffusion"`` (the model's reverse diffusion) or ``"prior"`` (``particles + uniform`` uniform
@@ -234,7 +232,6 @@ class PoseDomain(Domain):
         ns, nt = _COARSE_POINTS
         sub_s = torch.from_numpy(_subsample(s, min(len(s), ns), rng))
         sub_t = torch.from_numpy(_subsample(t, min(len(t), nt), rng))
-        n_sub = geometry.estimate_normals(sub_s) if refine else None
         coarse = int(coarse) if refine else 0
         parts = []
         if proposals == "diffusion":
@@ -245,19 +242,10 @@ class PoseDomain(Domain):
             parts.append(se3.from_rt(so3.random((n_uniform,), generator=g, dtype=torch.float64),
                                      torch.zeros(n_uniform, 3, dtype=torch.float64)))
         hyp = torch.cat(parts)
-        done, score = 0, None
-        while True:
-            # successive halving: rounds of coarse ICP, after each only the better half (at least
-            # 2 x keep) goes on; ranked by the target inlier fraction of the sub-sampled target
-            if score is not None and len(hyp) > 2 * int(keep):
-                hyp = hyp[torch.argsort(score, descending=True)[: max(2 * int(keep), (len(hyp) + 1) // 2)]]
-            if done < coarse:
-                it = min(_COARSE_ROUND, coarse - done)
-                hyp = geometry.refine(sub_s, sub_t, hyp, iters=it, source_normals=n_sub)
-                done += it
-            score = geometry.fit_score(S, sub_t, hyp, inlier=inlier, directions="target")[geometry.SELECT_SCORE]
-            if done >= coarse:
-                break
+        if coarse > 0:
+            hyp = geometry.refine(sub_s, sub_t, hyp, iters=coarse)
+        # rank by the target inlier fraction of the sub-sampled target against the full source
+        score = geometry.fit_score(S, sub_t, hyp, inlier=inlier, directions="target")[geometry.SELECT_SCORE]
         order = torch.argsort(score, descending=True)[: int(keep)]
         best = hyp[order]
         if refine:

@@ -224,10 +224,7 @@ class RegistrationNet(ScoreNet):
         # context: the first features of a wider neighbourhood (k2 points), with their distances
         i2 = idx[..., : self.k2]
         d2 = (_gather(p, i2) - p[:, :, None]).norm(dim=-1, keepdim=True) / (4 * scale[:, None, None, None])
-        # edge2's first layer on cat(f1_j, d_ij), applied to f1 once per point before the gather (same map)
-        lin = self.edge2[0]
-        z = _gather(f1 @ lin.weight[:, :-1].T, i2) + d2 * lin.weight[:, -1] + lin.bias
-        f2 = self.edge2[1:](z).amax(2)
+        f2 = self.edge2(torch.cat([_gather(f1, i2), d2], dim=-1)).amax(2)
         g = f2.amax(1, keepdim=True).expand_as(f2)
         parts = [f1, f2, g]
         return self.point(torch.cat(parts, dim=-1)), scale
