@@ -234,8 +234,26 @@ def fit_score(source, target, T, inlier: float = 0.02, directions: str = "both")
 # ----------------------------------------------------------------------------------------------
 # ICP
 # ----------------------------------------------------------------------------------------------
-def _translation(c: torch.Tensor) -> torch.Tensor:
-    return se3.from_rt(torch.eye(3, dtype=c.dtype, device=c.device), c)
+# rows: x, y, z of a phi and the diagonal value -> the 9 entries of hat(a phi) + diag I (row-major)
+_HAT_DIAG = ((0, 0, 0, 0, 0, -1, 0, 1, 0), (0, 0, 1, 0, 0, 0, -1, 0, 0), (0, -1, 0, 1, 0, 0, 0, 0, 0),
+             (1, 0, 0, 0, 1, 0, 0, 0, 1))
+
+
+def _rotation_step(phi: torch.Tensor) -> torch.Tensor:
+    """``Exp(phi)`` ``(K, 3, 3)`` of ICP increments by Rodrigues' formula in few tensor operations.
+
+    ``R = I + a K + b K^2 = (1 - b th^2) I + a K + b phi phi^T`` with ``K = hat(phi)``, ``th = |phi|``,
+    ``a = sin(th) / th`` and ``b = (1 - cos th) / th^2 = sinc(th / 2)^2 / 2`` (``torch.sinc``: exact at 0,
+    no cancellation). The same matrix as :func:`stochgen.spaces.so3.exp`, at a fraction of its small-op
+    cost (it runs once per ICP iteration; no gradients are needed here)."""
+    th2 = (phi * phi).sum(-1, keepdim=True)
+    th = th2.sqrt()
+    a = torch.sinc(th / math.pi)
+    b = 0.5 * torch.sinc(th / (2 * math.pi)) ** 2
+    # hat(a phi) flattened row-major: a fixed (3 -> 9) linear map; plus (1 - b th^2) on the diagonal
+    lin = torch.tensor(_HAT_DIAG, dtype=phi.dtype, device=phi.device)
+    flat = torch.cat([a * phi, 1.0 - b * th2], dim=-1) @ lin  # (K, 9)
+    return torch.baddbmm(flat.reshape(-1, 3, 3), b[..., None] * phi[:, :, None], phi[:, None, :])
 
 
 @torch.no_grad()
@@ -243,23 +261,27 @@ def refine(source, target, T0, iters: int = 30, method: str = "point_to_plane", 
            trim: float = 0.9, tol: float = 1e-7, source_normals=None) -> torch.Tensor:
     """Trimmed ICP from the poses ``T0`` ``(4, 4)`` or ``(K, 4, 4)``; returns poses of the same shape.
 
-    Each iteration, for every hypothesis ``T = [[R, t], [0, 1]]`` (all ``K`` in one
-    nearest-neighbour query):
+    The iterations run on the inverse poses ``U = T^{-1}`` (the source frame, where the KD-tree, the
+    source points and their normals stay fixed). Each iteration, for every hypothesis (all ``K`` in
+    one nearest-neighbour query):
 
-    1. match each TARGET point ``q_j`` to its nearest moved source point ``p_j' = R s_(j) + t``
-       (the target may be partial; every target point has a partner on the source surface),
+    1. move the TARGET points into the source frame, ``q_j' = U q_j``, and match each to its
+       nearest source point ``s_(j)`` (the target may be partial; every target point has a partner
+       on the source surface; distances are those of the world frame, ``U`` being rigid),
     2. keep the ``ceil(trim * M)`` matches with the smallest distances ``d_j`` (and, if
        ``max_dist`` is given, only those with ``d_j <= max_dist``): weights ``w_j in {0, 1}``,
-    3. solve for an increment and update ``T <- C Exp(xi) C^{-1} T`` (left-multiplied, with
-       :func:`stochgen.spaces.se3.exp`; ``C`` translates to the target centroid ``c`` so that
-       rotations pivot about the data, which keeps the 6x6 system well conditioned):
+    3. solve for an increment ``xi = (rho, phi)`` and update ``U <- [Exp(phi), rho] about c'``, i.e.
+       ``q -> Exp(phi) (q - c') + c' + rho`` (rotations pivot about the moved target centroid
+       ``c' = U c``, which keeps the 6x6 system well conditioned; to first order this is the group
+       exponential of the increment, and the fixed points do not depend on the retraction):
 
-       * ``"point_to_plane"``: with ``n_j' = R n_(j)`` the rotated source normals and
-         ``x_j = p_j' - c``, the linearised residual is
-         ``r_j(xi) = n_j' . (x_j + phi x x_j + rho - (q_j - c)) = e_j + J_j . xi`` with
-         ``J_j = [n_j', x_j x n_j']`` and ``xi = (rho, phi)``; the step solves the normal equations
-         ``(sum_j w_j J_j J_j^T + lam I) xi = -sum_j w_j e_j J_j`` (``lam = 1e-12 tr / 6`` only
-         guards planar / degenerate targets).
+       * ``"point_to_plane"``: with ``n_(j)`` the source normals and ``x_j = q_j' - c'``, the
+         linearised residual of the moved target point is
+         ``r_j(xi) = n_(j) . (s_(j) - q_j' - phi x x_j - rho) = e_j - J_j . xi`` with
+         ``J_j = [n_(j), x_j x n_(j)]`` and ``xi = (rho, phi)``; the step solves the normal equations
+         ``(sum_j w_j J_j J_j^T + lam I) xi = sum_j w_j e_j J_j`` (``lam = 1e-12 tr / 6`` only
+         guards planar / degenerate targets). The residual is the world frame's
+         ``(R n_(j)) . (R s_(j) + t - q_j)``, so the fixed points are those of point-to-plane ICP.
        * ``"point_to_point"``: weighted Procrustes (Kabsch, ``roma.rigid_points_registration``)
          of the matched pairs, ``argmin_(R, t) sum_j w_j ||R s_(j) + t - q_j||^2``, taken as
          the new pose directly.
@@ -293,44 +315,51 @@ def refine(source, target, T0, iters: int = 30, method: str = "point_to_plane", 
             if normals.shape != S.shape:
                 raise ValueError(f"source_normals must have the shape of source {tuple(S.shape)}, "
                                  f"got {tuple(normals.shape)}")
-    T = T0.reshape(-1, 4, 4).clone()
+    # iterate on the inverse poses U = T^{-1}: the target points move into the source frame, where the
+    # KD-tree, the source points and their normals are fixed (no rotated normals, one gather per match)
+    U = se3.inverse(T0.reshape(-1, 4, 4))
     M = Q.shape[0]
     keep = max(1, min(M, math.ceil(trim * M - 1e-9)))
     c = Q.mean(dim=0)
-    C, C_inv = _translation(c), _translation(-c)
-    Qc = Q - c
+    SN = torch.cat([S, normals], dim=-1) if plane else S
     nn = _Nearest(S)
-    active = torch.arange(T.shape[0], device=T.device)
+    eye = torch.eye(6, dtype=S.dtype, device=S.device)
+    active = torch.arange(U.shape[0], device=U.device)
+    changed = torch.zeros(U.shape[0], dtype=torch.bool, device=U.device)
     for _ in range(int(iters)):
         if active.numel() == 0:
             break
-        Ta = T[active]
-        d, j = nn.query(se3.apply(se3.inverse(Ta), Q))  # (Ka, M); equal to the world-frame distances
+        Ua = U[active]
+        Ru, tu = Ua[:, :3, :3], Ua[:, :3, 3]
+        q = torch.baddbmm(tu[:, None, :], Q.expand(Ua.shape[0], -1, -1), Ru.transpose(1, 2))  # (Ka, M, 3)
+        d, j = nn.query(q)  # (Ka, M): the distances of the world frame (U is rigid)
         thr = torch.kthvalue(d, keep, dim=-1).values[:, None] if keep < M else d.amax(-1, keepdim=True)
         w = d <= thr
         if max_dist is not None:
             w = w & (d <= max_dist)
         wf = w.to(S.dtype)
-        matched = S[j]  # (Ka, M, 3) source points, source frame
         if plane:
-            R, _ = se3.to_rt(Ta)
-            x = se3.apply(Ta, matched) - c
-            n = normals[j] @ R.transpose(-1, -2)
-            e = ((x - Qc) * n).sum(-1)
+            sn = SN[j]  # (Ka, M, 6): matched source points and their normals
+            s_m, n = sn[..., :3], sn[..., 3:]
+            cq = (Ru @ c) + tu  # the target centroid in the source frame: the pivot
+            x = q - cq[:, None, :]
+            e = ((s_m - q) * n).sum(-1)
             J = torch.cat([n, torch.linalg.cross(x, n)], dim=-1)  # (Ka, M, 6)
             Jw = J * wf[..., None]
             A = Jw.transpose(1, 2) @ J
-            b = -(Jw * e[..., None]).sum(1)
+            b = (Jw * e[..., None]).sum(1)
             lam = 1e-12 * torch.diagonal(A, dim1=-2, dim2=-1).sum(-1) / 6 + torch.finfo(S.dtype).tiny
-            A = A + lam[:, None, None] * torch.eye(6, dtype=S.dtype, device=S.device)
-            xi = torch.linalg.solve(A, b[..., None])[..., 0]
-            T_new = C @ se3.exp(xi) @ C_inv @ Ta
+            xi = torch.linalg.solve(A + lam[:, None, None] * eye, b[..., None])[..., 0]
+            Re = _rotation_step(xi[:, 3:])
+            U_new = se3.from_rt(Re @ Ru, (Re @ (tu - cq)[..., None])[..., 0] + cq + xi[:, :3])
         else:
-            Rn, tn = roma.rigid_points_registration(matched, Q.expand_as(matched), weights=wf)
-            T_new = se3.from_rt(Rn, tn)
-            xi = se3.log(C_inv @ T_new @ se3.inverse(Ta) @ C)
+            Rn, tn = roma.rigid_points_registration(S[j], Q.expand(j.shape[0], -1, -1), weights=wf)
+            U_new = se3.inverse(se3.from_rt(Rn, tn))
+            xi = se3.log(U_new @ se3.inverse(Ua))
         moved = w.any(-1)
-        T[active[moved]] = T_new[moved]
+        U[active[moved]] = U_new[moved]
+        changed[active[moved]] = True
         step = xi.norm(dim=-1)
         active = active[moved & (step >= tol)]
+    T = torch.where(changed[:, None, None], se3.inverse(U), T0.reshape(-1, 4, 4))  # unmoved: bit-exact T0
     return T.reshape(T0.shape)
