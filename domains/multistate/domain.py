@@ -3,14 +3,20 @@
 ``stochgen.domain("multistate").fit_panel(data, subject=..., time=..., state=..., qmatrix=Q0, ...)``
 fits msm's multi-state model by maximum likelihood (:mod:`domains.multistate.panel`);
 :meth:`MultistateDomain.simulate_panel` draws panel data from a generator with the core's Gillespie
-sampler. States are the chain's states; the domain's process is the core's
-:class:`stochgen.processes.CTMC` with a constant rate.
+sampler. :meth:`MultistateDomain.estimate_rates` is the amortized estimator
+(:mod:`domains.multistate.amortized`): a conditional diffusion over log intensities, trained with
+``stochgen.fit(stochgen.domain("multistate"), n_sets)`` on simulated panels, that reads a data set and
+returns ``Q`` with posterior intervals in milliseconds (the shipped model without ``model=``).
 """
 from __future__ import annotations
 
-from stochgen.domain import Domain, register_domain
+import numpy as np
+import torch
 
-from . import panel
+import stochgen
+from stochgen.domain import Domain, DomainData, register_domain
+
+from . import amortized, panel
 
 __all__ = ["MultistateDomain"]
 
@@ -19,6 +25,50 @@ class MultistateDomain(Domain):
     """Multi-state models of panel data; see the module docstring."""
 
     name = "multistate"
+    default_sampler = "heun"
+    default_steps = 8
+
+    # --- the amortized estimator's training data ----------------------------------------------------
+    def load(self, data=None) -> DomainData:
+        """Training sets of the amortized estimator: ``None`` (``sets`` setting, default 20000) or a number
+        of simulated panels (:func:`domains.multistate.amortized.simulated_sets`, seed ``seed``), a
+        :class:`DomainData`, or a dict ``{"x": (P, 36), "stats": (P, F)}`` of encoded sets."""
+        if isinstance(data, DomainData):
+            return data
+        if data is None or (isinstance(data, (int, np.integer)) and not isinstance(data, bool)):
+            count = int(self.settings.get("sets", 20000)) if data is None else int(data)
+            if count < 1:
+                raise ValueError(f"need at least one simulated set, got {count}")
+            x, stats = amortized.simulated_sets(count, seed=int(self.settings.get("seed", 0)))
+        elif isinstance(data, dict):
+            if "x" not in data or "stats" not in data:
+                raise ValueError("a multistate data dict needs keys x (P, 36) and stats (P, F)")
+            x, stats = np.asarray(data["x"], np.float32), np.asarray(data["stats"], np.float32)
+            if x.ndim != 2 or x.shape[1] != amortized.STATE_DIM or stats.shape != (len(x), amortized.STATS_DIM):
+                raise ValueError(f"x must be (P, {amortized.STATE_DIM}) and stats (P, {amortized.STATS_DIM}), "
+                                 f"got {x.shape} and {stats.shape}")
+        else:
+            raise ValueError(f"the multistate domain trains on simulated panels: pass None, a number of sets or a "
+                             f"dict of x and stats; got {type(data).__name__} (panel data go to fit_panel or "
+                             f"estimate_rates)")
+        return DomainData(torch.from_numpy(x), None, {"source": "simulated panels", "sets": len(x)},
+                          {"stats": torch.from_numpy(stats)})
+
+    def resolve_model(self, model=None):
+        """``model`` (a :class:`stochgen.Model` or a checkpoint path), else the shipped estimator."""
+        return stochgen.resolve_model(model, amortized.default_weights() if model is None else None,
+                                      "train one with examples/multistate/train_rates.py and pass model=<checkpoint>")
+
+    def estimate_rates(self, data, subject="subject", time="time", state="state", qmatrix=None, model=None,
+                       death_exact=None, censored=None, states=None, num_samples: int = 64, steps: int | None = None,
+                       seed: int = 0) -> amortized.RateEstimate:
+        """The amortized estimate of the generator of panel ``data`` (arguments as :meth:`fit_panel`).
+
+        No optimisation: one sampling run of the estimator's posterior (``num_samples`` draws of ``steps``
+        Heun steps). Its ``Q`` can start the MLE: ``fit_panel(..., init=est.theta)``. Up to 6 states;
+        censored observations are skipped and exact death times read as panel times."""
+        pd_ = panel.prepare_panel(data, subject, time, state, qmatrix, death_exact, censored, None, states)
+        return amortized.estimate_rates(self.resolve_model(model), pd_, num_samples=num_samples, steps=steps, seed=seed)
 
     def fit_panel(self, data, subject="subject", time="time", state="state", qmatrix=None, death_exact=None,
                   censored=None, covariates=None, **opts) -> panel.PanelFit:
