@@ -147,7 +147,8 @@ def simulate_intervals(Q, rng: np.random.Generator, n_subjects: int, n_obs=(2, 1
 
 
 def intervals_to_frame(subject, time, state, labels=None):
-    """The arrays of :func:`simulate_intervals` as a DataFrame ``subject, time, state`` (states ``1..S`` or ``labels``)."""
+    """The arrays of :func:`simulate_intervals` as a DataFrame ``subject, time, state``
+    (states ``1..S``, or ``labels[state]``)."""
     import pandas as pd
 
     lab = np.asarray(labels) if labels is not None else None
@@ -285,7 +286,8 @@ class RateEstimate:
     def summary(self) -> str:
         lines = [f"amortized estimate from {self.info.get('intervals', '?')} intervals of "
                  f"{self.info.get('subjects', '?')} subjects ({self.seconds * 1000:.1f} ms, "
-                 f"{self.samples.shape[0]} posterior draws)", f"{'transition':>14} {'q':>10} {'2.5%':>10} {'97.5%':>10}"]
+                 f"{self.samples.shape[0]} posterior draws)",
+                 f"{'transition':>14} {'q':>10} {'2.5%':>10} {'97.5%':>10}"]
         for r, s in self.transitions:
             name = f"{self.states[r]} -> {self.states[s]}"
             lines.append(f"{name:>14} {self.Q[r, s]:10.4g} {self.lower[r, s]:10.4g} {self.upper[r, s]:10.4g}")
