@@ -135,14 +135,27 @@ def _msm_available() -> bool:
     return r.returncode == 0
 
 
+_CAV_Q = [[0, 0.25, 0, 0.25], [0.166, 0, 0.166, 0.166], [0, 0.25, 0, 0.25], [0, 0, 0, 0]]
+_PSOR_Q = [[0, 0.1, 0, 0], [0, 0, 0.1, 0], [0, 0, 0, 0.1], [0, 0, 0, 0]]
+# data set, time, subject, qmatrix, our options, msm's extra arguments
+_MSM_CASES = {"cav death exact": ("cav", "years", "PTNUM", _CAV_Q, {"death_exact": [4]}, ", deathexact=4"),
+              "cav panel": ("cav", "years", "PTNUM", _CAV_Q, {}, ""),
+              "psor covariates": ("psor", "months", "ptnum", _PSOR_Q, {"covariates": ["ollwsdrt", "hieffusn"]},
+                                  ", covariates=~ollwsdrt+hieffusn")}
+
+
+def _r_matrix(Q) -> str:
+    return "rbind(" + ", ".join("c(" + ", ".join(repr(float(v)) for v in row) + ")" for row in Q) + ")"
+
+
 @pytest.mark.skipif(not _msm_available(), reason="R's msm is not installed (apt-get install r-cran-msm)")
-@pytest.mark.parametrize("death", [True, False])
-def test_same_answer_as_msm_on_cav(tmp_path, death):
+@pytest.mark.parametrize("case", list(_MSM_CASES))
+def test_same_answer_as_msm(tmp_path, case):
+    data, tcol, scol, Q0, kw, extra = _MSM_CASES[case]
     script = f"""
 suppressMessages(library(msm))
-write.csv(cav, "{tmp_path}/cav.csv", row.names=FALSE)
-Q <- rbind(c(0, 0.25, 0, 0.25), c(0.166, 0, 0.166, 0.166), c(0, 0.25, 0, 0.25), c(0, 0, 0, 0))
-m <- msm(state ~ years, subject=PTNUM, data=cav, qmatrix=Q{", deathexact=4" if death else ""})
+write.csv({data}, "{tmp_path}/data.csv", row.names=FALSE)
+m <- msm(state ~ {tcol}, subject={scol}, data={data}, qmatrix={_r_matrix(Q0)}{extra})
 q <- qmatrix.msm(m, ci="delta")
 write.csv(q$estimates, "{tmp_path}/Q.csv"); write.csv(q$L, "{tmp_path}/L.csv"); write.csv(q$U, "{tmp_path}/U.csv")
 writeLines(sprintf("%.8f", m$minus2loglik), "{tmp_path}/m2ll.txt")
@@ -151,9 +164,10 @@ writeLines(sprintf("%.8f", m$minus2loglik), "{tmp_path}/m2ll.txt")
     read = lambda n: pd.read_csv(tmp_path / n, index_col=0).to_numpy()  # noqa: E731
     Q, L, U = read("Q.csv"), read("L.csv"), read("U.csv")
     m2ll = float((tmp_path / "m2ll.txt").read_text())
-    Q0 = [[0, 0.25, 0, 0.25], [0.166, 0, 0.166, 0.166], [0, 0.25, 0, 0.25], [0, 0, 0, 0]]
-    fit = stochgen.domain("multistate").fit_panel(tmp_path / "cav.csv", subject="PTNUM", time="years",
-                                                  state="state", qmatrix=Q0, death_exact=[4] if death else None)
+    df = pd.read_csv(tmp_path / "data.csv")
+    if kw.get("covariates"):  # msm drops observations with a missing covariate (na.action = na.omit)
+        df = df.dropna(subset=kw["covariates"])
+    fit = stochgen.domain("multistate").fit_panel(df, subject=scol, time=tcol, state="state", qmatrix=Q0, **kw)
     nz = Q != 0
     np.testing.assert_allclose(fit.Q[nz], Q[nz], rtol=0.01)
     assert abs(fit.minus2loglik - m2ll) < 0.01

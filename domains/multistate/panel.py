@@ -495,15 +495,15 @@ class PanelFit:
                  "Transition intensities" + (" (at the covariate means)" if self.covariates else ""),
                  f"  {'from':>8s} -> {'to':<8s} {'estimate':>10s} {'lower 95%':>10s} {'upper 95%':>10s}"]
         for r, s in self.data.transitions + [(i, i) for i in range(self.data.n_states) if self.Q[i, i] < 0]:
-            lines.append(f"  {str(self.states[r]):>8s} -> {str(self.states[s]):<8s} {self.Q[r, s]:10.5f} "
-                         f"{lo[r, s]:10.5f} {hi[r, s]:10.5f}")
+            lines.append(f"  {str(self.states[r]):>8s} -> {str(self.states[s]):<8s} {self.Q[r, s]:10.5g} "
+                         f"{lo[r, s]:10.5g} {hi[r, s]:10.5g}")
         soj = self.sojourn()
         if soj:
-            lines += ["", "Mean sojourn times", *(f"  {str(k):>8s}: {m:9.4f}  ({a:.4f}, {b:.4f})"
+            lines += ["", "Mean sojourn times", *(f"  {str(k):>8s}: {m:9.5g}  ({a:.5g}, {b:.5g})"
                                                  for k, (m, a, b) in soj.items())]
         for c, table in self.hazard_ratios().items():
             lines += ["", f"Hazard ratios for {c}"]
-            lines += [f"  {str(a):>8s} -> {str(b):<8s} {hr:10.4f} ({l_:.4f}, {u:.4f})"
+            lines += [f"  {str(a):>8s} -> {str(b):<8s} {hr:10.5g} ({l_:.5g}, {u:.5g})"
                       for (a, b), (hr, l_, u) in table.items()]
         return "\n".join(lines)
 
