@@ -162,3 +162,31 @@ def test_rate_estimate_theta_orders_like_fit_panel(tiny_two_state_model):
     assert np.allclose(np.exp(est.theta), [est.Q[0, 1], est.Q[1, 0]])
     assert "1 -> 2" in est.summary()
     assert torch.is_tensor(torch.as_tensor(est.samples)) and est.samples.shape == (64, 2, 2)
+
+
+def test_matrix_log_estimate_is_exact_on_exact_transition_frequencies():
+    """With counts proportional to expm(Q dt) (one length bin), log(P) / dt gives Q back."""
+    Q = np.array([[-0.5, 0.4, 0.1], [0.3, -0.6, 0.3], [0.2, 0.2, -0.4]])
+    K, B = A.MAX_STATES, A.N_BINS
+    dt = 0.8
+    b = int(np.searchsorted(A.BIN_EDGES, dt))
+    counts = np.zeros((K, K, B))
+    counts[:3, :3, b] = 1000.0 * expm(Q * dt)
+    logdt = np.zeros((K, B))
+    logdt[:3, b] = np.log(dt)
+    mask = np.zeros((K, K))
+    mask[:3, :3] = (Q > 0)
+    est = A._log_estimate(counts, logdt, mask, 3)
+    back = np.exp(est[:3, :3] * A.LOG_SCALE + A.LOG_MID)
+    np.testing.assert_allclose(back[Q > 0], Q[Q > 0], rtol=1e-9)
+    assert (est[mask == 0] == 0).all()
+
+
+def test_statistics_of_the_previous_layout_upgrade_to_the_current_one():
+    x, st = A.simulated_sets(6, seed=3 + SHIFT, progress=False)
+    K, B = A.MAX_STATES, A.N_BINS
+    o = K * K * B + 2 * K * B + 2 * K * K  # the matrix-logarithm block follows the crude one
+    old = np.concatenate([st[:, :o], st[:, o + K * K:]], 1)
+    np.testing.assert_allclose(A.upgrade_statistics(old), st, atol=1e-6)
+    with pytest.raises(ValueError, match="not a known layout"):
+        A.upgrade_statistics(st[:, :100])

@@ -14,7 +14,9 @@ The estimator is a conditional diffusion model of the posterior of the log inten
   of subjects. A set encoder with sum pooling over intervals that depend only on ``(r, s, bin)`` is a
   function of exactly these histograms; computing them directly is the same, and costs microseconds.
   They also hold msm's crude estimate ``n_rs / T_r`` (observed changes over the time spent in ``r``),
-  standardised like the state: the network learns a correction of it.
+  and the matrix-logarithm estimate ``log(P_b) / dt_b`` of the empirical transition matrices of the
+  length bins (:func:`_log_estimate`), both standardised like the state: the network learns a
+  correction of classical closed-form estimates.
 * **Process / network / sampler**: the base domain's EDM diffusion on ``R^36``, the core's residual
   MLP with the statistics as a named condition, Heun's sampler. ``num_samples`` posterior draws give
   the estimate (exponentiated mean of the log intensities) and its uncertainty (2.5 / 97.5% quantiles).
@@ -46,12 +48,12 @@ LOG_RATE_RANGE = (math.log(0.01), math.log(3.0))  # training intensities per tau
 LOG_MID = 0.5 * (LOG_RATE_RANGE[0] + LOG_RATE_RANGE[1])
 LOG_SCALE = 0.5 * (LOG_RATE_RANGE[1] - LOG_RATE_RANGE[0])
 STATE_DIM = MAX_STATES * MAX_STATES
-STATS_DIM = STATE_DIM * N_BINS + 2 * MAX_STATES * N_BINS + 2 * STATE_DIM + MAX_STATES + 2
+STATS_DIM = STATE_DIM * N_BINS + 2 * MAX_STATES * N_BINS + 3 * STATE_DIM + MAX_STATES + 2
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 __all__ = ["MAX_STATES", "STATS_DIM", "random_generator", "simulate_intervals", "panel_statistics",
            "intervals_from_panel", "encode_rates", "decode_rates", "simulated_sets", "RateEstimate",
-           "estimate_rates", "default_weights", "intervals_to_frame"]
+           "estimate_rates", "default_weights", "intervals_to_frame", "upgrade_statistics"]
 
 
 def default_weights() -> Path:
@@ -201,9 +203,63 @@ def panel_statistics(start, end, dt, n_subjects: int, allowed) -> tuple[np.ndarr
     crude = (np.log((moves + 0.5) / (T + 1e-3)[:, None]) - LOG_MID) / LOG_SCALE
     crude = np.where(mask > 0, crude, 0.0)
     stats = np.concatenate([frac.reshape(-1), np.log1p(leave).reshape(-1) / 5.0, logdt.reshape(-1), mask.reshape(-1),
-                            crude.reshape(-1), present,
+                            crude.reshape(-1), _log_estimate(counts, logdt, mask, S).reshape(-1), present,
                             [math.log(max(int(n_subjects), 1)) / 5.0, math.log(len(dt)) / 5.0]])
     return stats.astype(np.float32), tau
+
+
+def _log_estimate(counts: np.ndarray, logdt: np.ndarray, mask: np.ndarray, S: int) -> np.ndarray:
+    """The matrix-logarithm estimate of ``Q`` (standardised like the state, ``(K, K)``, 0 off the model).
+
+    Per interval-length bin ``b``: the empirical transition matrix ``P_b`` (rows without intervals: the
+    identity row), ``Q_b = log(P_b) / dt_b`` (principal logarithm by eigen-decomposition; a bin is used
+    only when every eigenvalue has a positive real part above 0.05 and a phase under 45 degrees, where
+    the logarithm is well conditioned), then row ``r`` averaged over the bins weighted by its number of
+    intervals. Negative or missing estimates are floored at 1e-3 per ``tau``.
+    """
+    K = counts.shape[0]
+    C = np.transpose(counts[:S, :S, :], (2, 0, 1))          # (B, S, S)
+    n = C.sum(-1)                                           # (B, S)
+    eye = np.eye(S)
+    P = np.where(n[..., None] > 0, C / np.maximum(n, 1.0)[..., None], eye)
+    w_dt = n.sum(-1)
+    dt_b = np.exp((logdt[:S].T * n).sum(-1) / np.maximum(w_dt, 1.0))  # (B,) mean length (units of tau)
+    e, V = torch.linalg.eig(torch.from_numpy(P))
+    ok = ((e.real > 0.05) & (e.imag.abs() < e.real)).all(-1).numpy() & (w_dt > 0)
+    out = np.zeros((K, K))
+    if ok.any():
+        Pl = (V[ok] @ torch.diag_embed(torch.log(e[ok])) @ torch.linalg.inv(V[ok])).real.numpy()
+        Qb = Pl / dt_b[ok][:, None, None]                   # (B', S, S)
+        w = n[ok]                                           # (B', S)
+        Q = (Qb * w[..., None]).sum(0) / np.maximum(w.sum(0), 1e-12)[:, None]
+        out[:S, :S] = (np.log(np.maximum(Q, 1e-3)) - LOG_MID) / LOG_SCALE
+    else:
+        out[:S, :S] = (math.log(1e-3) - LOG_MID) / LOG_SCALE
+    return np.where(mask > 0, out, 0.0)
+
+
+def upgrade_statistics(stats: np.ndarray, n_states: np.ndarray | None = None) -> np.ndarray:
+    """Statistics of the previous layout (without the matrix-logarithm block) in the current one,
+    recomputed from the counts they hold (for sets simulated before the block existed)."""
+    K, B = MAX_STATES, N_BINS
+    old = stats.shape[1]
+    if old == STATS_DIM:
+        return stats
+    if old != STATS_DIM - STATE_DIM:
+        raise ValueError(f"statistics of {old} entries are not a known layout")
+    o_frac, o_leave, o_logdt, o_mask, o_crude = K * K * B, K * K * B + K * B, K * K * B + 2 * K * B, \
+        K * K * B + 2 * K * B + K * K, K * K * B + 2 * K * B + 2 * K * K
+    out = np.zeros((len(stats), STATS_DIM), dtype=np.float32)
+    for i, st in enumerate(stats):
+        frac = st[:o_frac].reshape(K, K, B).astype(np.float64)
+        leave = np.rint(np.expm1(5.0 * st[o_frac:o_leave].astype(np.float64))).reshape(K, B)
+        logdt = st[o_leave:o_logdt].reshape(K, B).astype(np.float64)
+        mask = st[o_logdt:o_mask].reshape(K, K)
+        present = st[o_crude:o_crude + K]
+        S = int(present.sum())
+        counts = frac * leave[:, None, :]
+        out[i] = np.concatenate([st[:o_crude], _log_estimate(counts, logdt, mask, S).reshape(-1), st[o_crude:]])
+    return out
 
 
 def intervals_from_panel(pd_):

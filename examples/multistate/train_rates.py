@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     if os.path.exists(cache):
         z = np.load(cache)
-        x, stats = z["x"], z["stats"]
+        x, stats = z["x"], amortized.upgrade_statistics(z["stats"])  # a cache of an earlier layout: recomputed
     else:
         x, stats = amortized.simulated_sets(args.sets, seed=args.seed)
         tmp = cache + ".tmp.npz"
