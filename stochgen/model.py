@@ -114,7 +114,8 @@ class Model:
     # --- use ------------------------------------------------------------------------------
     def denoise(self, x: torch.Tensor, t, **cond) -> torch.Tensor:
         """The declared prediction at ``(x, t)`` (EMA weights, eval mode, EDM preconditioning if any)."""
-        self.weights.eval()
+        if self.weights.training:  # eval() walks every submodule: only when fit (or a user) left it training
+            self.weights.eval()
         return self._denoiser(x, t, **cond)
 
     __call__ = denoise

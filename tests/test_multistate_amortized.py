@@ -161,7 +161,7 @@ def test_rate_estimate_theta_orders_like_fit_panel(tiny_two_state_model):
     assert est.transitions == [(0, 1), (1, 0)]
     assert np.allclose(np.exp(est.theta), [est.Q[0, 1], est.Q[1, 0]])
     assert "1 -> 2" in est.summary()
-    assert torch.is_tensor(torch.as_tensor(est.samples)) and est.samples.shape == (64, 2, 2)
+    assert torch.is_tensor(torch.as_tensor(est.samples)) and est.samples.shape == (32, 2, 2)
 
 
 def test_matrix_log_estimate_is_exact_on_exact_transition_frequencies():
@@ -190,3 +190,28 @@ def test_statistics_of_the_previous_layout_upgrade_to_the_current_one():
     np.testing.assert_allclose(A.upgrade_statistics(old), st, atol=1e-6)
     with pytest.raises(ValueError, match="not a known layout"):
         A.upgrade_statistics(st[:, :100])
+
+
+def test_shipped_estimator_on_a_held_out_panel_and_as_the_mle_start():
+    """The shipped model on a fresh 3-state illness-death panel of 500 subjects: close to the MLE, and
+    as the MLE's start (answer + posterior covariance) the same optimum in fewer BFGS iterations."""
+    if not A.default_weights().exists():
+        pytest.skip("no shipped amortized estimator")
+    Q = np.array([[-0.35, 0.25, 0.1], [0.1, -0.4, 0.3], [0.0, 0.0, 0.0]])
+    rng = np.random.default_rng(77 + SHIFT)
+    df = A.intervals_to_frame(*A.simulate_intervals(Q, rng, 500, spread=0.4))
+    qm = np.where(Q > 0, 1.0, 0.0)
+    dom = stochgen.domain("multistate")
+    est = dom.estimate_rates(df, qmatrix=qm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cold = fit_panel(df, qmatrix=qm)
+        warm = fit_panel(df, qmatrix=qm, init=est)
+    m = Q > 0
+    rel = np.abs(est.Q[m] / cold.Q[m] - 1)
+    assert np.median(rel) < 0.3, rel
+    assert (est.lower[m] < cold.Q[m]).sum() >= 3 and (cold.Q[m] < est.upper[m]).sum() >= 3
+    assert warm.minus2loglik == pytest.approx(cold.minus2loglik, abs=1e-3)
+    assert warm.info["iterations"] < cold.info["iterations"]
+    with pytest.raises(ValueError, match="transitions differ"):
+        fit_panel(df, qmatrix=[[0, 1, 1], [1, 0, 0], [0, 0, 0]], init=est)

@@ -18,7 +18,7 @@ The estimator is a conditional diffusion model of the posterior of the log inten
   length bins (:func:`_log_estimate`), both standardised like the state: the network learns a
   correction of classical closed-form estimates.
 * **Process / network / sampler**: the base domain's EDM diffusion on ``R^36``, the core's residual
-  MLP with the statistics as a named condition, Heun's sampler. ``num_samples`` posterior draws give
+  MLP with the statistics as a named condition, DPM-Solver++(2M) (6 steps). ``num_samples`` posterior draws give
   the estimate (exponentiated mean of the log intensities) and its uncertainty (2.5 / 97.5% quantiles).
 
 Training sets (:func:`random_generator`, :func:`simulate_intervals`): 2-6 states; structures that are
@@ -353,7 +353,7 @@ class RateEstimate:
         return self.summary()
 
 
-def estimate_rates(model, pd_, num_samples: int = 64, steps: int | None = None, seed: int = 0) -> RateEstimate:
+def estimate_rates(model, pd_, num_samples: int = 32, steps: int | None = None, seed: int = 0) -> RateEstimate:
     """The amortized estimate of ``pd_``'s generator (a :class:`~domains.multistate.panel.PanelData`) by ``model``."""
     import stochgen
 

@@ -25,8 +25,8 @@ class MultistateDomain(Domain):
     """Multi-state models of panel data; see the module docstring."""
 
     name = "multistate"
-    default_sampler = "heun"
-    default_steps = 8
+    default_sampler = "dpm++2m"  # measured on held-out sets: at 6 steps closer to the MLE than Heun at 8 (15 NFE)
+    default_steps = 6
 
     # --- the amortized estimator's training data ----------------------------------------------------
     def load(self, data=None) -> DomainData:
@@ -60,13 +60,15 @@ class MultistateDomain(Domain):
                                       "train one with examples/multistate/train_rates.py and pass model=<checkpoint>")
 
     def estimate_rates(self, data, subject="subject", time="time", state="state", qmatrix=None, model=None,
-                       death_exact=None, censored=None, states=None, num_samples: int = 64, steps: int | None = None,
+                       death_exact=None, censored=None, states=None, num_samples: int = 32, steps: int | None = None,
                        seed: int = 0) -> amortized.RateEstimate:
         """The amortized estimate of the generator of panel ``data`` (arguments as :meth:`fit_panel`).
 
         No optimisation: one sampling run of the estimator's posterior (``num_samples`` draws of ``steps``
-        Heun steps). Its ``Q`` can start the MLE: ``fit_panel(..., init=est.theta)``. Up to 6 states;
-        censored observations are skipped and exact death times read as panel times."""
+        steps of the model's sampler; the shipped one: DPM-Solver++(2M), 6 steps). The estimate starts the
+        MLE: ``fit_panel(..., init=est)`` (its answer, and its posterior covariance as BFGS's first inverse
+        Hessian). Up to 6 states; censored observations are skipped and exact death times read as panel
+        times."""
         pd_ = panel.prepare_panel(data, subject, time, state, qmatrix, death_exact, censored, None, states)
         return amortized.estimate_rates(self.resolve_model(model), pd_, num_samples=num_samples, steps=steps, seed=seed)
 

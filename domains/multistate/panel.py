@@ -583,16 +583,27 @@ def fit_panel(data, subject="subject", time="time", state="state", qmatrix=None,
       absorbing state).
     * ``censored``: ``{code: [states]}``, a code in the state column meaning "one of these states".
     * ``covariates``: column names entering log-linearly on every intensity (centred at their means).
-    * ``init``: a parameter vector to start from (log intensities, then coefficients), e.g. the
-      amortized estimator's answer.
+    * ``init``: a parameter vector to start from (log intensities, then coefficients), or an amortized
+      estimate (:meth:`MultistateDomain.estimate_rates`): BFGS then starts at its answer with the
+      covariance of its posterior draws (of the log intensities) as the initial inverse Hessian.
     """
     from scipy.optimize import minimize
 
     pd_ = prepare_panel(data, subject, time, state, qmatrix, death_exact, censored, covariates, states, center)
     n = len(pd_.transitions)
     npar = n * (1 + len(pd_.covariates))
+    hess0 = None
     if init is None:
         theta0 = np.concatenate([np.log([pd_.q0[r, s] for r, s in pd_.transitions]), np.zeros(npar - n)])
+    elif hasattr(init, "theta") and hasattr(init, "samples"):  # an amortized estimate: its answer and spread
+        if list(init.transitions) != list(pd_.transitions):
+            raise ValueError("init: the estimate's transitions differ from this qmatrix's")
+        logs = np.log(np.stack([init.samples[:, r, s] for r, s in init.transitions], 1))
+        cov = np.atleast_2d(np.cov(logs, rowvar=False)) + 1e-6 * np.eye(n)
+        theta0 = np.concatenate([init.theta, np.zeros(npar - n)])
+        # BFGS starts from the posterior covariance as its inverse-Hessian guess (objective scaled below)
+        hess0 = np.eye(npar)
+        hess0[:n, :n] = cov * max(1.0, len(pd_.dt))
     else:
         theta0 = np.asarray(init, dtype=np.float64).reshape(-1)
         if theta0.size != npar:
@@ -609,7 +620,10 @@ def fit_panel(data, subject="subject", time="time", state="state", qmatrix=None,
         return v, g.numpy()
 
     t0 = _time.perf_counter()
-    res = minimize(f, theta0, jac=True, method="BFGS", options={"gtol": gtol, "maxiter": int(max_iter)})
+    opts = {"gtol": gtol, "maxiter": int(max_iter)}
+    if hess0 is not None:
+        opts["hess_inv0"] = hess0
+    res = minimize(f, theta0, jac=True, method="BFGS", options=opts)
     theta = res.x
     th = torch.tensor(theta, dtype=torch.float64)
     H = torch.autograd.functional.hessian(lambda t: -panel_loglik(pd_, t), th).numpy()

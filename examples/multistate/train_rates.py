@@ -4,7 +4,8 @@
     python examples/multistate/train_rates.py --out runs/rates --sets 40000 --steps 30000 --batch-size 256 \
         --hidden 256 --depth 4 --lr 1e-3
     ... --resume                        # continue runs/rates/train.ckpt
-    python examples/multistate/train_rates.py --out runs/rates --export domains/multistate/weights/rates.safetensors
+    python examples/multistate/train_rates.py --out runs/rates --export domains/multistate/weights/rates.safetensors \
+        --sampler dpm++2m --sample-steps 6
 
 Data recipe: :func:`domains.multistate.amortized.simulated_sets` (``--sets`` panels, seed ``--seed``):
 random generators of 2-6 states (random sparse, progressive with recovery, or illness-death
@@ -41,6 +42,8 @@ def parse(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--sampler", default="dpm++2m", help="with --export: the model's default sampler")
+    p.add_argument("--sample-steps", type=int, default=6, help="with --export: its default steps")
     p.add_argument("--export", default=None, metavar="WEIGHTS",
                    help="instead of training: write OUT/train.ckpt's EMA network as a model file WEIGHTS")
     return p.parse_args(argv)
@@ -58,7 +61,9 @@ def main(argv=None) -> int:
 
     ckpt = os.path.join(args.out, "train.ckpt")
     if args.export:
-        path = stochgen.load(ckpt).for_sampling().save(args.export)
+        model = stochgen.load(ckpt).for_sampling(steps=args.sample_steps)
+        model.sampler = args.sampler
+        path = model.save(args.export)
         print(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
         return 0
     os.makedirs(args.out, exist_ok=True)
