@@ -90,7 +90,7 @@ def main(argv=None):
     dom = stochgen.domain("multistate")
     model = dom.resolve_model(args.model)
     rng = np.random.default_rng(args.seed)
-    rel_mle, err_net, err_mle, secs, it_cold, it_warm, set_med, states_of, dll = [], [], [], [], [], [], [], [], []
+    rel_mle, err_net, err_mle, secs, it_cold, it_warm, set_med, dll = [], [], [], [], [], [], [], []
     for k in range(args.sets):
         Q = A.random_generator(rng)
         allowed = Q > 0
@@ -115,7 +115,6 @@ def main(argv=None):
         set_med.append(float(np.median(r)))
         err_net.append(np.abs(est.Q[m] / Q[m] - 1))
         err_mle.append(np.abs(cold.Q[m] / Q[m] - 1))
-        states_of.append(S)
         same = abs(warm.minus2loglik - cold.minus2loglik)
         dll.append(warm.minus2loglik - cold.minus2loglik)
         print(f"set {k:3d}: {S} states, {m.sum():2d} transitions; net vs MLE median {np.median(r) * 100:5.1f}% "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -191,3 +192,21 @@ def test_prevalence_counts_and_plot(tmp_path):
     assert np.abs(share_o - share_e).max() < 4 * np.sqrt(0.25 / 300)
     path = fit.plot_prevalence(str(tmp_path / "prev.png"))
     assert (tmp_path / "prev.png").stat().st_size > 5000 and path.endswith("prev.png")
+
+
+def test_an_intensity_at_its_boundary_gives_an_unbounded_interval_not_an_error():
+    """1 -> 3 is allowed by the model but never happens in the data: its MLE goes towards 0 and its
+    interval (delta method on the log scale) spans decades, up to inf, without an overflow."""
+    Q = np.array([[-0.3, 0.3, 0.0], [0.0, -0.2, 0.2], [0.0, 0.0, 0.0]])
+    df = P.simulate_panel(Q, np.arange(0.0, 6.0, 0.2), initial=1, n_subjects=300, seed=8)  # short intervals
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = P.fit_panel(df, qmatrix=[[0, 0.1, 0.1], [0, 0, 0.1], [0, 0, 0]])
+    lo, hi = fit.Q_ci
+    assert fit.Q[0, 2] < 0.01 and hi[0, 2] / max(lo[0, 2], 1e-300) > 100
+    # a variance far beyond float range (bos3's 1-3 intensity in msm's data): -inf, no OverflowError
+    lo_d, hi_d = fit._diag_ci(np.eye(len(fit.theta)) * 1e8)
+    assert lo_d[0] == -np.inf and hi_d[0] == 0.0
+    # the other two within 3.5 standard errors of the truth (log scale; transitions 1-2, 1-3, 2-3)
+    assert abs(fit.theta[0] - np.log(0.3)) < 3.5 * fit.se[0] and abs(fit.theta[2] - np.log(0.2)) < 3.5 * fit.se[2]
+    assert "1 -> 3" in fit.summary()

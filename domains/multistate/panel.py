@@ -185,7 +185,10 @@ def prepare_panel(data, subject="subject", time="time", state="state", qmatrix=N
         key = int(v) if _is_int(v) else v
         return index.get(key, index.get(v, None))
 
-    sidx = [state_index(v) for v in labels]
+    codes_lab, uniq_lab = pd.factorize(labels, sort=False)  # one lookup per distinct label
+    lut = [state_index(v) for v in uniq_lab]
+    sidx = [lut[c] if c >= 0 else state_index(labels[i]) for i, c in enumerate(codes_lab)] if (codes_lab < 0).any() \
+        else [lut[c] for c in codes_lab]
     unknown = [i + 1 for i, v in enumerate(sidx) if v is None]
     if unknown:
         vals = sorted({str(labels[i - 1]) for i in unknown})
@@ -437,7 +440,8 @@ class PanelFit:
             g = q / total
             var = float(g @ cov[np.ix_(idx, idx)] @ g)
             sd = math.sqrt(max(var, 0.0))
-            lo[r], hi[r] = -total * math.exp(_Z95 * sd), -total * math.exp(-_Z95 * sd)
+            with np.errstate(over="ignore"):  # a non-identified rate: an unbounded interval (-inf)
+                lo[r], hi[r] = -total * np.exp(_Z95 * sd), -total * np.exp(-_Z95 * sd)
         return lo, hi
 
     # --- derived quantities -----------------------------------------------------------------------
@@ -479,8 +483,9 @@ class PanelFit:
         beta = self.theta[self._n:].reshape(self._n, len(self.covariates))
         se = self.se[self._n:].reshape(self._n, len(self.covariates))
         for j, c in enumerate(self.covariates):
-            out[c] = {tr: (math.exp(beta[k, j]), math.exp(beta[k, j] - _Z95 * se[k, j]),
-                           math.exp(beta[k, j] + _Z95 * se[k, j])) for k, tr in enumerate(self.transitions)}
+            with np.errstate(over="ignore"):  # a non-identified effect: an unbounded interval (inf)
+                out[c] = {tr: (float(np.exp(beta[k, j])), float(np.exp(beta[k, j] - _Z95 * se[k, j])),
+                               float(np.exp(beta[k, j] + _Z95 * se[k, j]))) for k, tr in enumerate(self.transitions)}
         return out
 
     def summary(self) -> str:
