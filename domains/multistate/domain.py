@@ -78,6 +78,13 @@ class MultistateDomain(Domain):
         return panel.fit_panel(data, subject=subject, time=time, state=state, qmatrix=qmatrix,
                                death_exact=death_exact, censored=censored, covariates=covariates, **opts)
 
+    def demo(self, out: str, quick: bool = False, seed: int = 0, device: str = "cpu",
+             progress: bool = True) -> list[str]:
+        """``stochgen demo``: the shipped estimator and the MLE on a simulated panel (domains/multistate/demo.py)."""
+        from .demo import run
+
+        return run(self, out, quick=quick, seed=seed, device=device, progress=progress)
+
     def simulate_panel(self, Q, times, initial=1, n_subjects=None, death_exact=None, states=None, seed=0):
         """See :func:`domains.multistate.panel.simulate_panel`."""
         return panel.simulate_panel(Q, times, initial=initial, n_subjects=n_subjects, death_exact=death_exact,
