@@ -111,8 +111,9 @@ def main(argv=None):
         # an intensity whose interval spans more than 6 decades in either fit is not identified by the data
         # (its MLE is on the boundary, 0): both optimisers stop somewhere near it; left out of the comparison
         lo_, hi_ = fit.Q_ci
-        flat = ((hi_ / np.maximum(lo_, 1e-300) > 1e6) | (r["U"] / np.where(r["L"] == 0, 1e-300, r["L"]) > 1e6)) \
-            & ~np.eye(len(Q), dtype=bool) & mask
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            flat = ((hi_ / np.maximum(lo_, 1e-300) > 1e6) | (r["U"] / np.where(r["L"] == 0, 1e-300, r["L"]) > 1e6)) \
+                & ~np.eye(len(Q), dtype=bool) & mask
         for i, j in zip(*np.nonzero(flat)):
             mask[i, j] = mask[i, i] = False
         if fit.covariates:
