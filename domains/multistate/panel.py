@@ -187,8 +187,7 @@ def prepare_panel(data, subject="subject", time="time", state="state", qmatrix=N
 
     codes_lab, uniq_lab = pd.factorize(labels, sort=False)  # one lookup per distinct label
     lut = [state_index(v) for v in uniq_lab]
-    sidx = [lut[c] if c >= 0 else state_index(labels[i]) for i, c in enumerate(codes_lab)] if (codes_lab < 0).any() \
-        else [lut[c] for c in codes_lab]
+    sidx = [lut[c] if c >= 0 else state_index(labels[i]) for i, c in enumerate(codes_lab)]  # -1: a missing label
     unknown = [i + 1 for i, v in enumerate(sidx) if v is None]
     if unknown:
         vals = sorted({str(labels[i - 1]) for i in unknown})
