@@ -17,7 +17,7 @@ MLE's model is the true one). For every set:
 Real data (when ``Rscript`` with msm is installed): cav (panel likelihood, every state observed at the
 panel times), the network's ``Q`` against the MLE (which equals msm's, ``bench_multistate.py``).
 
-Run:  python benchmarks/bench_rates.py [--sets 40] [--subjects 500] [--threads 1]
+Run:  python benchmarks/bench_rates.py [--sets 200] [--subjects 500] [--threads 1]
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def _cav():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sets", type=int, default=40)
+    p.add_argument("--sets", type=int, default=200)
     p.add_argument("--subjects", type=int, default=500)
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--samples", type=int, default=32)

@@ -39,11 +39,12 @@ def run(domain, out: str, quick: bool = False, seed: int = 0, device: str = "cpu
     err_net = np.median(np.abs(est.Q[m] / DEMO_Q[m] - 1)) * 100
     err_mle = np.median(np.abs(fit.Q[m] / DEMO_Q[m] - 1)) * 100
     os.makedirs(out, exist_ok=True)
-    pd_rows = [(f"{a} -> {b}", DEMO_Q[r, s], est.Q[r, s], fit.Q[r, s])
-               for (r, s), (a, b) in zip(est.transitions, fit.transitions)]
+    lo, hi = fit.Q_ci
+    pd_rows = [(f"{a} -> {b}", DEMO_Q[r, s], est.Q[r, s], est.lower[r, s], est.upper[r, s], fit.Q[r, s], lo[r, s],
+                hi[r, s]) for (r, s), (a, b) in zip(est.transitions, fit.transitions)]
     with open(os.path.join(out, "rates.csv"), "w") as f:
-        f.write("transition,true,amortized,mle\n")
-        f.writelines(f"{t},{q:.6g},{a:.6g},{b:.6g}\n" for t, q, a, b in pd_rows)
+        f.write("transition,true,amortized,amortized_lower,amortized_upper,mle,mle_lower,mle_upper\n")
+        f.writelines(f"{row[0]}," + ",".join(f"{v:.6g}" for v in row[1:]) + "\n" for row in pd_rows)
     lines = [f"estimated the 7 intensities of a 4-state chain from a {n}-subject panel ({len(df)} observations) "
              f"in {est.seconds * 1000:.0f} ms with the shipped estimator: median error {err_net:.0f}% "
              f"against the truth",

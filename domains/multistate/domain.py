@@ -28,11 +28,20 @@ class MultistateDomain(Domain):
     default_sampler = "dpm++2m"  # measured on held-out sets: at 6 steps closer to the MLE than Heun at 8 (15 NFE)
     default_steps = 6
 
+    def __init__(self, **settings):
+        # residual (default): the diffused state is the log intensities minus the closed-form reference
+        # (amortized.reference_state), so the network learns the correction of the matrix-log estimate;
+        # recorded in every checkpoint so that a model is always read the way it was trained
+        settings.setdefault("residual", True)
+        super().__init__(**settings)
+
     # --- the amortized estimator's training data ----------------------------------------------------
     def load(self, data=None) -> DomainData:
         """Training sets of the amortized estimator: ``None`` (``sets`` setting, default 20000) or a number
         of simulated panels (:func:`domains.multistate.amortized.simulated_sets`, seed ``seed``), a
-        :class:`DomainData`, or a dict ``{"x": (P, 36), "stats": (P, F)}`` of encoded sets."""
+        :class:`DomainData`, or a dict ``{"x": (P, 36), "stats": (P, F)}`` of encoded sets (``x`` the encoded
+        log intensities, :func:`~domains.multistate.amortized.encode_rates`; the ``residual`` setting measures
+        them from the reference, :func:`~domains.multistate.amortized.reference_state`)."""
         if isinstance(data, DomainData):
             return data
         if data is None or (isinstance(data, (int, np.integer)) and not isinstance(data, bool)):
@@ -51,6 +60,8 @@ class MultistateDomain(Domain):
             raise ValueError(f"the multistate domain trains on simulated panels: pass None, a number of sets or a "
                              f"dict of x and stats; got {type(data).__name__} (panel data go to fit_panel or "
                              f"estimate_rates)")
+        if self.settings.get("residual"):
+            x = x - amortized.reference_state(stats)
         return DomainData(torch.from_numpy(x), None, {"source": "simulated panels", "sets": len(x)},
                           {"stats": torch.from_numpy(stats)})
 

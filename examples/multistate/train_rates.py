@@ -1,8 +1,8 @@
 """Train the multistate domain's amortized rate estimator (issue 13) on simulated panels, on CPU.
 
     # the shipped model (these are the defaults)
-    python examples/multistate/train_rates.py --out runs/rates --sets 40000 --steps 30000 --batch-size 256 \
-        --hidden 256 --depth 4 --lr 1e-3
+    python examples/multistate/train_rates.py --out runs/rates --sets 100000 --steps 30000 --batch-size 256 \
+        --hidden 512 --depth 4 --lr 1e-3
     ... --resume                        # continue runs/rates/train.ckpt
     python examples/multistate/train_rates.py --out runs/rates --export domains/multistate/weights/rates.safetensors \
         --sampler dpm++2m --sample-steps 6
@@ -12,7 +12,8 @@ random generators of 2-6 states (random sparse, progressive with recovery, or il
 structures), intensities log-uniform in [0.01, 3] per median interval, 50-2000 subjects with 2-12
 observations at log-normal intervals, misclassified states in a quarter of the sets; each set reduced
 to its interval-count statistics. The sets are cached in ``OUT/sets.npz``. Model: the base domain's EDM
-diffusion on the 36 standardised log intensities, the core's residual MLP reading the statistics,
+diffusion on the 36 standardised log intensities measured from the clipped matrix-logarithm estimate
+(the domain's ``residual`` setting), the core's residual MLP reading the statistics,
 ``stochgen.fit``. Writes ``OUT/train.ckpt`` every ``--ckpt-every`` steps (resumable), ``OUT/train.csv``
 and ``OUT/settings.json``.
 """
@@ -30,10 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/rates")
-    p.add_argument("--sets", type=int, default=40000)
+    p.add_argument("--sets", type=int, default=100000)
     p.add_argument("--steps", type=int, default=30000)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=500)
