@@ -250,8 +250,9 @@ def upgrade_statistics(stats: np.ndarray, n_states: np.ndarray | None = None) ->
         return stats
     if old != STATS_DIM - STATE_DIM:
         raise ValueError(f"statistics of {old} entries are not a known layout")
+    # the old layout ends its crude block (o_crude) where the current one starts its matrix-log block
     o_frac, o_leave, o_logdt, o_mask, o_crude = K * K * B, K * K * B + K * B, K * K * B + 2 * K * B, \
-        K * K * B + 2 * K * B + K * K, K * K * B + 2 * K * B + 2 * K * K
+        K * K * B + 2 * K * B + K * K, _LOG_BLOCK
     out = np.zeros((len(stats), STATS_DIM), dtype=np.float32)
     for i, st in enumerate(stats):
         frac = st[:o_frac].reshape(K, K, B).astype(np.float64)
@@ -381,7 +382,7 @@ def estimate_rates(model, pd_, num_samples: int = 32, steps: int | None = None, 
                             steps=int(steps or model.steps), prediction=model.prediction, generator=g,
                             cond={"stats": cond}, device=model.device)
     x = x.double().cpu().numpy()
-    if model.domain.settings.get("residual"):
+    if model.domain.settings.get("residual", False):  # the training data's setting (MultistateDomain.load)
         x = x + reference_state(stats).astype(np.float64)
     allowed = pd_.allowed & ~np.eye(pd_.n_states, dtype=bool)
     draws = decode_rates(x, allowed, tau)

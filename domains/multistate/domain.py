@@ -28,13 +28,6 @@ class MultistateDomain(Domain):
     default_sampler = "dpm++2m"  # measured on held-out sets: at 6 steps closer to the MLE than Heun at 8 (15 NFE)
     default_steps = 6
 
-    def __init__(self, **settings):
-        # residual (default): the diffused state is the log intensities minus the closed-form reference
-        # (amortized.reference_state), so the network learns the correction of the matrix-log estimate;
-        # recorded in every checkpoint so that a model is always read the way it was trained
-        settings.setdefault("residual", True)
-        super().__init__(**settings)
-
     # --- the amortized estimator's training data ----------------------------------------------------
     def load(self, data=None) -> DomainData:
         """Training sets of the amortized estimator: ``None`` (``sets`` setting, default 20000) or a number
@@ -60,7 +53,10 @@ class MultistateDomain(Domain):
             raise ValueError(f"the multistate domain trains on simulated panels: pass None, a number of sets or a "
                              f"dict of x and stats; got {type(data).__name__} (panel data go to fit_panel or "
                              f"estimate_rates)")
-        if self.settings.get("residual"):
+        # residual (default): the diffused state is the log intensities minus the closed-form reference
+        # (amortized.reference_state), the network learns the correction of the matrix-log estimate. Set here,
+        # on the training data, so that the checkpoint records it; a model without it is read as absolute.
+        if self.settings.setdefault("residual", True):
             x = x - amortized.reference_state(stats)
         return DomainData(torch.from_numpy(x), None, {"source": "simulated panels", "sets": len(x)},
                           {"stats": torch.from_numpy(stats)})
