@@ -128,7 +128,10 @@ class LieDSM(_PoseObjective):
         return self.process.spec()
 
     def draw(self, x0, generator, **proc_cond):
-        t = self._times(x0, generator)
+        return self.draw_at(x0, self._times(x0, generator), generator, **proc_cond)
+
+    def draw_at(self, x0, t, generator, **proc_cond):
+        """The batch of :meth:`draw` at given times ``t`` (``(B,)``; a composite state's shared clock)."""
         m = self.process.marginal(x0, t, generator=generator, **proc_cond)
         ex = m.extra
         return {"t": t, "x_t": m.x_t, "trans_score": ex["trans_score"], "rot_score": ex["rot_score"],
@@ -152,7 +155,10 @@ class LieFlowMatching(_PoseObjective):
     predictions = ("velocity",)
 
     def draw(self, x0, generator, **proc_cond):
-        t = self._times(x0, generator)
+        return self.draw_at(x0, self._times(x0, generator), generator, **proc_cond)
+
+    def draw_at(self, x0, t, generator, **proc_cond):
+        """The batch of :meth:`draw` at given times ``t`` (``(B,)``; a composite state's shared clock)."""
         m = self.process.marginal(x0, t, generator=generator, **proc_cond)
         return {"t": t, "x_t": m.x_t, "velocity": m.velocity}
 

@@ -22,6 +22,14 @@ move jointly only through the network (a factorised step, exact as the steps shr
 grid is uniform in ``t`` (``stochgen.sample`` builds it from ``process.t_max`` to
 ``process.t_min`` and appends the data end ``t_lo``). ``NFE == len(times) - 1``. All randomness
 comes from ``generator``; float parts keep the start state's dtype, token parts stay ``long``.
+
+``fixed={part: x0}`` or ``{part: (x0, mask)}`` holds a part (or the positions of a part where
+``mask`` is true; ``mask`` has the part's batch and position dims, e.g. ``(N, L)`` for frames
+``(N, L, 4, 4)`` or tokens ``(N, L)``) at known data ``x0``: at every time ``s`` of the grid those
+entries are replaced by a draw of the part's forward marginal ``q(x_s | x0)`` (replacement
+inpainting, so the network always sees a state of the law it was trained on) and at the data
+end they are ``x0`` exactly. The other parts are generated conditioned on them through the
+network (sequence design for a fixed backbone, structure for a fixed sequence).
 """
 from __future__ import annotations
 
@@ -56,6 +64,9 @@ class _PartPred:
         self.out, self.kind, self.process, self.cond, self.nfe = out, kind, process, cond, 0
 
     def model(self, x, t, **cond):
+        return self.out
+
+    def __call__(self, x, t, **cond):  # the Prediction protocol of the Lie-group step (samplers.se3)
         return self.out
 
 
@@ -123,12 +134,54 @@ def _lie_step(process, kind, out, x, t, s, cond, last, generator):
     return _se3.geodesic_step(process, pp, x, t, s, stochastic=True, noise=not last, generator=generator)
 
 
+def _check_fixed(process, fixed, x) -> dict:
+    """``{part: (x0, mask or None)}`` with x0 of the part's state shape and dtype; errors name the part."""
+    if not fixed:
+        return {}
+    if not isinstance(fixed, dict):
+        raise ValueError(f"fixed must be a dict {{part: x0 or (x0, mask)}}, got {type(fixed).__name__}")
+    out = {}
+    for k, v in fixed.items():
+        if k not in process.parts:
+            raise ValueError(f"fixed names part {k!r} that the composite does not have (parts: {', '.join(process.parts)})")
+        x0, mask = (v if isinstance(v, tuple) else (v, None))
+        x0 = torch.as_tensor(x0, device=x[k].device)
+        x0 = x0.to(x[k].dtype) if x[k].is_floating_point() else x0.long()
+        if x0.shape != x[k].shape:
+            raise ValueError(f"fixed part {k!r} has shape {tuple(x0.shape)}; the state's part has {tuple(x[k].shape)}")
+        if mask is not None:
+            mask = torch.as_tensor(mask, dtype=torch.bool, device=x[k].device)
+            if mask.dim() > x0.dim() or tuple(x0.shape[: mask.dim()]) != tuple(mask.shape):
+                raise ValueError(f"the mask of fixed part {k!r} has shape {tuple(mask.shape)}; it must match the "
+                                 f"leading dims of the part's shape {tuple(x0.shape)}")
+            mask = mask.reshape(tuple(mask.shape) + (1,) * (x0.dim() - mask.dim()))
+        out[k] = (x0, mask)
+    return out
+
+
+def _hold(process, fixed: dict, x: dict, s, last: bool, generator) -> dict:
+    """Replace the fixed entries of state ``x`` at time ``s`` by ``q(x_s | x0)`` draws (``x0`` at the data end)."""
+    if not fixed:
+        return x
+    x = dict(x)
+    for k, (x0, mask) in fixed.items():
+        if last:
+            held = x0
+        else:
+            s_b = s.to(torch.float64).expand(x0.shape[0]).to(x0.dtype if x0.is_floating_point() else torch.float64)
+            held = process.parts[k].marginal(x0, s_b, generator=generator).x_t.to(x[k].dtype)
+        x[k] = held if mask is None else torch.where(mask, held, x[k])
+    return x
+
+
 @register("composite", kind="composite", default_grid="uniform", prediction="parts", requires="composite")
-def composite(process, pred, x, times, *, generator=None, callback=None, eta: float = 1.0, final: str = "sample"):
+def composite(process, pred, x, times, *, generator=None, callback=None, eta: float = 1.0, final: str = "sample",
+              fixed: dict | None = None):
     """One shared time grid and one model call per step; every part takes its family's step (DDPM / analytic CTMC / geodesic).
 
     ``eta``: the DDIM noise of linear Gaussian parts (1 = ancestral DDPM, 0 = deterministic);
-    ``final``: the last step of jump parts, ``"sample"`` or ``"argmax"``. See the module docstring.
+    ``final``: the last step of jump parts, ``"sample"`` or ``"argmax"``; ``fixed``: parts (or masked
+    positions of parts) held at known data (replacement inpainting). See the module docstring.
     """
     try:
         eta = float(eta)
@@ -145,6 +198,8 @@ def composite(process, pred, x, times, *, generator=None, callback=None, eta: fl
         elif not x[k].is_floating_point():
             raise ValueError(f"part {k!r} of the start state must be floating point, got dtype {x[k].dtype}")
     times = _check_grid(process, times).to(device=next(iter(x.values())).device)
+    fixed = _check_fixed(process, fixed, x)
+    x = _hold(process, fixed, x, times[0], False, generator)
     cond_all = dict(getattr(pred, "cond", None) or {})
     lo = float(process.t_lo)
     n = times.numel() - 1
@@ -161,7 +216,7 @@ def composite(process, pred, x, times, *, generator=None, callback=None, eta: fl
                 new[k] = _lie_step(p, kind, out[k], x[k], t, s, cond, last, generator)
             else:
                 new[k] = _linear_step(p, kind, out[k], x[k], t, s, cond, eta, generator)
-        x = new
+        x = _hold(process, fixed, new, s, last, generator)
         if callback is not None:
             callback(i, s, x)
     return x

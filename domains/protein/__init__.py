@@ -1,0 +1,1 @@
+"""The ``protein`` domain: backbone frames x sequence (segment co-design, conformational ensembles)."""

@@ -1,0 +1,109 @@
+"""The baselines a structural biologist already has for a missing segment, for side-by-side figures.
+
+Structure (CA trace of a segment between two fixed anchors):
+
+* :func:`linear_ca`: CA atoms evenly spaced on the straight line between the anchors' CA;
+* :func:`spline_ca`: a cubic Hermite curve from the N-anchor to the C-anchor whose end tangents
+  follow the chain's direction at each anchor (CA of the anchor minus its outer neighbour),
+  scaled so that the tangents match the curve length of a 3.8 A-per-residue trace;
+* :class:`FragmentLibrary`: classic loop modelling by database lookup -- every fragment of the
+  training chains with the same length, superposed (Kabsch) on the query by the CA atoms of
+  ``flank`` residues on each side; the fragment with the lowest anchor RMSD gives the segment.
+
+Sequence: :class:`SecondaryStructurePrior` -- the most frequent amino acid of each
+secondary-structure class (helix / strand / coil) in the training chains.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .frames import CA_CA
+from .structure import AMINO_ACIDS, Backbone
+
+__all__ = ["linear_ca", "spline_ca", "FragmentLibrary", "SecondaryStructurePrior", "batch_kabsch"]
+
+
+def linear_ca(bb: Backbone, start: int, length: int) -> np.ndarray:
+    a, b = bb.ca[start - 1], bb.ca[start + length]
+    w = (np.arange(1, length + 1) / (length + 1))[:, None]
+    return (1 - w) * a + w * b
+
+
+def spline_ca(bb: Backbone, start: int, length: int) -> np.ndarray:
+    ca = bb.ca
+    a, b = ca[start - 1], ca[start + length]
+    ta = a - ca[start - 2] if start >= 2 else b - a
+    tb = ca[start + length + 1] - b if start + length + 1 < len(ca) else b - a
+    span = CA_CA * (length + 1)
+    ta = ta / max(np.linalg.norm(ta), 1e-9) * span
+    tb = tb / max(np.linalg.norm(tb), 1e-9) * span
+    s = (np.arange(1, length + 1) / (length + 1))[:, None]
+    h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
+    return h00 * a + h10 * ta + h01 * b + h11 * tb
+
+
+def batch_kabsch(P: np.ndarray, Q: np.ndarray):
+    """Rotations ``(M, 3, 3)`` and translations ``(M, 3)`` taking points ``P (M, k, 3)`` onto ``Q (k, 3)``,
+    and the RMSD after superposition ``(M,)``."""
+    pc, qc = P.mean(1, keepdims=True), Q.mean(0, keepdims=True)
+    H = np.einsum("mki,kj->mij", P - pc, Q - qc)
+    U, _, Vt = np.linalg.svd(H)
+    d = np.sign(np.linalg.det(np.einsum("mji,mkj->mik", Vt, U)))
+    D = np.zeros_like(H)
+    D[:, 0, 0] = D[:, 1, 1] = 1.0
+    D[:, 2, 2] = d
+    R = np.einsum("mji,mjk,mlk->mil", Vt, D, U)
+    t = qc - np.einsum("mij,mj->mi", R, pc[:, 0])[:, None]
+    moved = np.einsum("mij,mkj->mki", R, P) + t
+    rmsd = np.sqrt(((moved - Q[None]) ** 2).sum(-1).mean(-1))
+    return R, t[:, 0], rmsd
+
+
+class FragmentLibrary:
+    """Fragments of the training chains, looked up by the geometry of ``flank`` anchor residues a side."""
+
+    def __init__(self, chains: list[Backbone], flank: int = 2):
+        from .data import chain_breaks
+
+        self.flank = int(flank)
+        self._chains = [(bb.ca, np.concatenate([[False], chain_breaks(bb)])) for bb in chains]
+        self._cache: dict = {}
+
+    def _fragments(self, length: int) -> np.ndarray:
+        if length not in self._cache:
+            k = length + 2 * self.flank
+            out = []
+            for ca, brk in self._chains:
+                for s in range(len(ca) - k + 1):
+                    if not brk[s + 1:s + k].any():
+                        out.append(ca[s:s + k])
+            self._cache[length] = np.stack(out) if out else np.zeros((0, k, 3))
+        return self._cache[length]
+
+    def predict(self, bb: Backbone, start: int, length: int) -> np.ndarray:
+        f = self.flank
+        if start - f < 0 or start + length + f > len(bb):
+            raise ValueError(f"the fragment lookup needs {f} fixed residues on each side of the segment")
+        frags = self._fragments(length)
+        if not len(frags):
+            raise ValueError(f"no training fragment of length {length + 2 * f}")
+        ca = bb.ca
+        q = np.concatenate([ca[start - f:start], ca[start + length:start + length + f]])
+        anchors = np.concatenate([frags[:, :f], frags[:, f + length:]], axis=1)
+        R, t, rmsd = batch_kabsch(anchors, q)
+        i = int(np.argmin(rmsd))
+        return frags[i, f:f + length] @ R[i].T + t[i]
+
+
+class SecondaryStructurePrior:
+    """The most frequent amino acid per secondary-structure class (H / E / C) of the training chains."""
+
+    def __init__(self, chains: list[Backbone], ss: list[str]):
+        counts = {c: np.zeros(len(AMINO_ACIDS)) for c in "HEC"}
+        for bb, s in zip(chains, ss):
+            for aa, c in zip(bb.sequence, s):
+                counts[c][AMINO_ACIDS.index(aa)] += 1
+        self.best = {c: AMINO_ACIDS[int(np.argmax(v))] for c, v in counts.items()}
+
+    def predict(self, ss: str) -> str:
+        return "".join(self.best.get(c, self.best["C"]) for c in ss)
