@@ -107,3 +107,28 @@ class SecondaryStructurePrior:
 
     def predict(self, ss: str) -> str:
         return "".join(self.best.get(c, self.best["C"]) for c in ss)
+
+
+def anm_ensemble(train_ca: np.ndarray, n: int, modes: int = 20, seed: int = 0) -> np.ndarray:
+    """ProDy's anisotropic network model baseline (``prody.sampleModes``): the ANM of the training frames'
+    mean structure, sampled along its ``modes`` slowest modes at the training frames' mean RMSD from
+    that mean. ``train_ca`` ``(M, N, 3)`` superposed CA atoms; returns ``(n, N, 3)``."""
+    try:
+        import prody
+    except ImportError:
+        raise ImportError("the ANM baseline needs ProDy: pip install ProDy==2.6.1") from None
+    from .metrics import superpose_all
+
+    X = superpose_all(train_ca, train_ca[0])
+    mu = X.mean(0)
+    X = superpose_all(X, mu)
+    rmsd = float(np.sqrt(((X - mu) ** 2).sum(-1).mean(-1)).mean())
+    prody.confProDy(verbosity="none")
+    anm = prody.ANM("train")
+    anm.buildHessian(mu)
+    anm.calcModes(modes)
+    atoms = prody.AtomGroup("mean")
+    atoms.setCoords(mu)
+    np.random.seed(seed)  # sampleModes draws from numpy's global generator
+    ens = prody.sampleModes(anm[:modes], atoms, n_confs=int(n), rmsd=rmsd)
+    return np.asarray(ens.getCoordsets())

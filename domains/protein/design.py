@@ -33,7 +33,7 @@ import torch
 
 from stochgen import processes
 
-from .frames import CA_CA, backbone_from_frames, frames_from_backbone, place_oxygens
+from .frames import CA_CA, backbone_from_frames, frames_from_backbone, idealize_ca, place_oxygens
 from .structure import AMINO_ACIDS, Backbone, encode_sequence
 
 __all__ = ["SLOTS", "MIN_LENGTH", "CONTEXT", "LENGTH_UNIT", "PAD", "make_process", "parse_segment", "window",
@@ -137,19 +137,7 @@ def close_segment(ca_before: np.ndarray, ca: np.ndarray, ca_after: np.ndarray, i
     pts = np.concatenate([ca_before[None], np.asarray(ca, dtype=np.float64), ca_after[None]])
     free = np.ones(len(pts), dtype=bool)
     free[[0, -1]] = False
-    for _ in range(iters):
-        for i in range(len(pts) - 1):
-            d = pts[i + 1] - pts[i]
-            r = np.linalg.norm(d)
-            if r < 1e-9:
-                continue
-            corr = (r - CA_CA) / r * d
-            wa, wb = float(free[i]), float(free[i + 1])
-            if wa + wb == 0:
-                continue
-            pts[i] += corr * wa / (wa + wb)
-            pts[i + 1] -= corr * wb / (wa + wb)
-    return pts[1:-1]
+    return idealize_ca(pts, free, iters)[1:-1]
 
 
 def splice(bb: Backbone, start: int, length: int, seg_frames: np.ndarray, seg_seq: str) -> Backbone:

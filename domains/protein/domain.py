@@ -28,10 +28,10 @@ import torch
 
 import stochgen
 from stochgen import processes
-from stochgen.domain import Domain, DomainData
+from stochgen.domain import Domain, DomainData, register_domain
 
 from . import design as D
-from .frames import backbone_from_frames, frames_from_backbone
+from .frames import backbone_from_frames, frames_from_backbone, idealize_ca
 from .structure import STRUCTURE_SUFFIXES, Backbone, decode_sequence, read_chains, read_models, read_trajectory
 
 __all__ = ["ProteinDomain", "default_weights", "DEFAULT_SETTINGS", "kabsch"]
@@ -272,9 +272,19 @@ class ProteinDomain(Domain):
                             "backbone": new, "start": start, "length": length, "rmsd_to_input": rmsd, **geo})
         return results
 
+    def demo(self, out: str, quick: bool = False, seed: int = 0, device: str = "cpu",
+             progress: bool = True) -> list[str]:
+        """``stochgen demo``: co-design a segment of the embedded held-out chain (domains/protein/demo.py)."""
+        from .demo import run
+
+        return run(self, out, quick=quick, seed=seed, device=device, progress=progress)
+
     # --- ensembles -------------------------------------------------------------------------------
-    def ensemble(self, model, n: int = 10, steps: int | None = None, seed: int = 0) -> list[Backbone]:
-        """``n`` new conformations (backbones) from an ensemble checkpoint."""
+    def ensemble(self, model, n: int = 10, steps: int | None = None, seed: int = 0,
+                 idealize: bool = True) -> list[Backbone]:
+        """``n`` new conformations (backbones) from an ensemble checkpoint. ``idealize``: move the CA atoms
+        the least it takes to make every consecutive CA-CA distance 3.80 A
+        (:func:`domains.protein.frames.idealize_ca`; the frames keep their rotations)."""
         m = stochgen.resolve_model(model, None, "train one with: stochgen train protein ENSEMBLE.pdb --out m.ckpt")
         s = m.domain.settings
         if s.get("task") != "ensemble":
@@ -287,6 +297,8 @@ class ProteinDomain(Domain):
         with torch.no_grad():
             dev = m.sample(int(n), generator=g, steps=steps).double().cpu().numpy()
         T = mean[None] @ _orthonormal(dev)
+        if idealize:
+            T[..., :3, 3] = idealize_ca(T[..., :3, 3], iters=50)
         coords = backbone_from_frames(T)
         return [Backbone(c, s["sequence"], s.get("chain", "A"), np.asarray(s["resnums"])) for c in coords]
 
@@ -308,3 +320,6 @@ def _mean_frames(T: np.ndarray) -> np.ndarray:
     out[..., :3, :3] = T[..., :3, :3].mean(0)
     out[..., 3, 3] = 1.0
     return _orthonormal(out)
+
+
+register_domain("protein", ProteinDomain)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 __all__ = ["frames_from_backbone", "backbone_from_frames", "place_oxygens", "IDEAL_LOCAL", "backbone_rmsd",
-           "CA_CA"]
+           "CA_CA", "idealize_ca"]
 
 #: ideal local positions of N, CA, C in the residue frame (Angstrom)
 IDEAL_LOCAL = np.array([[-0.525, 1.363, 0.0], [0.0, 0.0, 0.0], [1.526, 0.0, 0.0]])
@@ -86,3 +86,25 @@ def backbone_rmsd(a, b, atoms=slice(0, 3)) -> float:
     """RMSD (no superposition) between two ``(L, 4, 3)`` backbones over ``atoms`` (default N, CA, C)."""
     a, b = np.asarray(a)[:, atoms], np.asarray(b)[:, atoms]
     return float(np.sqrt(((a - b) ** 2).sum(-1).mean()))
+
+
+def idealize_ca(ca: np.ndarray, free: np.ndarray | None = None, iters: int = 200) -> np.ndarray:
+    """CA atoms ``(..., L, 3)`` moved (little) so that consecutive CA-CA distances are 3.80 A.
+
+    Cyclic projection onto the distance constraints (SHAKE-style): each bond in turn is set to
+    ``CA_CA`` by moving its two ends along the bond, split between the ends that are ``free``
+    (``(L,)`` bool, default all; fixed atoms never move), ``iters`` sweeps. Converges when the
+    constraints can be met (a gap no longer than its bonds allow)."""
+    pts = np.array(ca, dtype=np.float64)
+    free = np.ones(pts.shape[-2], dtype=bool) if free is None else np.asarray(free, dtype=bool)
+    w = free.astype(float)
+    for _ in range(int(iters)):
+        for i in range(pts.shape[-2] - 1):
+            if w[i] + w[i + 1] == 0:
+                continue
+            d = pts[..., i + 1, :] - pts[..., i, :]
+            r = np.linalg.norm(d, axis=-1, keepdims=True)
+            corr = (r - CA_CA) / np.maximum(r, 1e-9) * d
+            pts[..., i, :] += corr * w[i] / (w[i] + w[i + 1])
+            pts[..., i + 1, :] -= corr * w[i + 1] / (w[i] + w[i + 1])
+    return pts
