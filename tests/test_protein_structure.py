@@ -130,3 +130,21 @@ def test_bad_input_is_named(tmp_path):
         warnings.simplefilter("always")
         got = S.read_chains(p)[0]
     assert len(got) == 116 and any("dropped 1 residue" in str(x.message) for x in w)
+
+
+def test_identity_split_keeps_test_chains_below_40_percent():
+    from domains.protein import data
+
+    pytest.importorskip("gemmi")
+    try:
+        chains = data.dssp_chains()
+    except ImportError:
+        pytest.skip("MDAnalysisTests is not installed (pip install --no-deps MDAnalysisTests==2.11.0)")
+    seqs = [c[1].sequence for c in chains]
+    train, test = data.identity_split(seqs, 0.2, 0.4, 0)
+    assert len(chains) == 50 and len(train) == 40 and len(test) == 10 and not set(train) & set(test)
+    assert max(data.identity(seqs[i], seqs[j]) for i in test for j in train) <= 0.4
+    assert data.identity("ACDEFGHIKL", "ACDEFGHIKL") == 1.0
+    # every chain's secondary structure is read and matches its residues
+    assert all(len(ss) == len(bb) and set(ss) <= set("HEC") for _, bb, ss in chains)
+    assert sum(ss.count("H") for *_, ss in chains) > 1000

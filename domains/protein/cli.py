@@ -34,6 +34,8 @@ def add_verbs(subparsers) -> None:
                    help="joint: backbone and sequence; sequence: for the input's backbone; structure: for its sequence")
     p.add_argument("--steps", type=positive_int, default=None, help="sampler steps (default: the model's)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the sampler")
+    p.add_argument("--temperature", type=float, default=0.1,
+                   help="of the amino-acid distributions (0.1: near the most likely; 1: the model's own, diverse)")
     p.add_argument("--no-close", action="store_true", help="skip the CA-CA closure of the designed segment")
     p.set_defaults(func=run_design)
 
@@ -63,7 +65,8 @@ def run_design(args: argparse.Namespace) -> int:
     dom = stochgen.domain("protein")
     try:
         designs = dom.design(args.input, segment=args.segment, n=args.n, model=args.model, mode=args.mode,
-                             steps=args.steps, seed=args.seed, close=not args.no_close)
+                             steps=args.steps, seed=args.seed, close=not args.no_close,
+                             temperature=args.temperature)
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     os.makedirs(args.out, exist_ok=True)

@@ -205,7 +205,7 @@ class ProteinDomain(Domain):
 
     # --- segment design --------------------------------------------------------------------------
     def design(self, path, segment: str, n: int = 10, model=None, mode: str = "joint", steps: int | None = None,
-               seed: int = 0, close: bool = True) -> list[dict]:
+               seed: int = 0, close: bool = True, temperature: float = 0.1) -> list[dict]:
         """Designs of ``segment`` (``"CHAIN:START-END"``, residue numbers inclusive) of the chain in ``path``.
 
         Returns ``n`` dicts: ``coords`` ``(L, 4, 3)`` N, CA, C, O of the whole chain (the designed
@@ -214,7 +214,11 @@ class ProteinDomain(Domain):
         ``start`` / ``length`` (positions in the chain) and geometry scores (``ca_ca_max_dev``,
         ``min_contact``, ``valid``) and ``rmsd_to_input`` (CA, segment, Angstrom: how far the
         design is from the input's own segment). ``mode``: ``"joint"`` (backbone and sequence),
-        ``"sequence"`` (the input's backbone kept) or ``"structure"`` (the input's sequence kept)."""
+        ``"sequence"`` (the input's backbone kept) or ``"structure"`` (the input's sequence kept).
+        ``temperature``: of the amino-acid distributions the sampler draws from (0.1, as ProteinMPNN's
+        usual setting: near the most likely residues; 1 samples the model's own distribution, more
+        diverse). ``close``: the CA closure and contact clean-up (module docstring of
+        :mod:`domains.protein.design`)."""
         if mode not in ("joint", "sequence", "structure"):
             raise ValueError(f"mode must be 'joint', 'sequence' or 'structure', got {mode!r}")
         if int(n) < 1:
@@ -224,10 +228,12 @@ class ProteinDomain(Domain):
         start = bb.index_of(a)
         length = bb.index_of(b) - start + 1
         D.check_window(bb, start, length, f"segment {segment}")
-        return self.design_window(bb, start, length, n=n, model=model, mode=mode, steps=steps, seed=seed, close=close)
+        return self.design_window(bb, start, length, n=n, model=model, mode=mode, steps=steps, seed=seed, close=close,
+                                  temperature=temperature)
 
     def design_window(self, bb: Backbone, start: int, length: int, n: int = 10, model=None, mode: str = "joint",
-                      steps: int | None = None, seed: int = 0, close: bool = True) -> list[dict]:
+                      steps: int | None = None, seed: int = 0, close: bool = True, final: str = "sample",
+                      temperature: float = 0.1) -> list[dict]:
         """:meth:`design` on positions ``start .. start + length - 1`` (0-based) of a backbone in memory."""
         m = self.resolve_model(model)
         if m.domain.settings.get("task", "design") != "design":
@@ -246,9 +252,18 @@ class ProteinDomain(Domain):
             fixed["frames"] = torch.as_tensor(w["frames"], dtype=torch.float32, device=dev)[None].expand(n, -1, -1, -1)
         if mode == "structure":
             fixed["seq"] = torch.as_tensor(w["seq"], device=dev)[None].expand(n, -1)
+        temperature = float(temperature)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+
+        def denoise(x, t, **c):  # the sequence logits at the sampling temperature
+            out = m.denoise(x, t, **c)
+            return dict(out, seq=out["seq"] / temperature) if temperature != 1.0 else out
+
         with torch.no_grad():
-            out = stochgen.sample(proc, m.denoise, x_T=x_T, sampler="composite", steps=int(steps or m.steps or 100),
-                                  prediction=m.prediction, generator=g, cond=cond, fixed=fixed or None)
+            out = stochgen.sample(proc, denoise, x_T=x_T, sampler="composite", steps=int(steps or m.steps or 100),
+                                  prediction=m.prediction, generator=g, cond=cond, fixed=fixed or None,
+                                  final=final)
         frames = out["frames"].double().cpu().numpy()
         toks = out["seq"].cpu().numpy()
         world = D.to_world(frames, w["T0"], length)
@@ -256,10 +271,14 @@ class ProteinDomain(Domain):
             world = frames_from_backbone(bb.coords[start:start + length])[None].repeat(n, 0)
         results = []
         ref_ca = bb.ca[start:start + length]
+        keep = np.r_[0:start, start + length:len(bb)]
+        others = bb.ca[keep]  # the fixed chain; contacts count with residues 2 or more positions away
+        pairs = np.abs(np.arange(start, start + length)[:, None] - keep[None]) >= 2
         for i in range(n):
             f = _orthonormal(world[i])
             if close and mode != "sequence":
-                f[:, :3, 3] = D.close_segment(bb.ca[start - 1], f[:, :3, 3], bb.ca[start + length])
+                f[:, :3, 3] = D.close_segment(bb.ca[start - 1], f[:, :3, 3], bb.ca[start + length], others=others,
+                                              pairs=pairs)
             tk = toks[i, :length].copy()
             tk[tk >= D.PAD] = 0  # a padding token inside the segment (rare): alanine
             seg_seq = decode_sequence(tk) if mode != "structure" else bb.sequence[start:start + length]
