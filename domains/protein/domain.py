@@ -37,7 +37,8 @@ from .structure import STRUCTURE_SUFFIXES, Backbone, decode_sequence, read_chain
 __all__ = ["ProteinDomain", "default_weights", "DEFAULT_SETTINGS", "kabsch"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_SETTINGS = {"task": "design", "trans_scale": 1.0, "seed": 0, "lengths_per_start": 2, "hidden": 128,
+DEFAULT_SETTINGS = {"task": "design", "corpus": "dssp", "trans_scale": 1.0, "seed": 0, "lengths_per_start": 2,
+                    "hidden": 128,
                     "depth": 4, "heads": 4, "test_share": 0.2}
 _TRAJ_SUFFIXES = (".dcd", ".xtc", ".trr", ".nc", ".h5", ".netcdf")
 
@@ -88,12 +89,21 @@ class ProteinDomain(Domain):
 
     # --- data ------------------------------------------------------------------------------------
     def training_chains(self, split: str = "train") -> list[Backbone]:
-        """The chains of one side (``"train"`` / ``"test"``) of the 40%-identity split of the offline corpus."""
-        from .data import dssp_chains, identity_split
+        """The chains of one side (``"train"`` / ``"test"``) of the 40%-identity split of the offline corpus;
+        with the setting ``corpus="extended"`` the training side adds :func:`domains.protein.data.extra_chains`
+        (none above 40% identity to a test chain, none above 90% to a chain already in)."""
+        from .data import dssp_chains, identity, identity_split
 
         chains = dssp_chains()
         tr, te = identity_split([c[1].sequence for c in chains], float(self.setting("test_share")), 0.4, 0)
-        return [chains[i][1] for i in (tr if split == "train" else te)]
+        out = [chains[i][1] for i in (tr if split == "train" else te)]
+        if split == "train" and self.setting("corpus") == "extended":
+            from .data import extra_chains
+
+            known = [c.sequence for c in out]
+            out += [c for _, c in extra_chains([chains[i][1].sequence for i in te])
+                    if not any(identity(c.sequence, k) > 0.9 for k in known)]
+        return out
 
     def load(self, data=None) -> DomainData:
         """Design windows (``None`` / ``"chains"``: the training split; a folder of structures; a list of
@@ -133,7 +143,8 @@ class ProteinDomain(Domain):
         rng = np.random.default_rng(int(self.setting("seed")))
         rows = _windows(chains, int(self.setting("lengths_per_start")), rng)
         if not rows:
-            raise ValueError(f"{source}: no designable window (chains need at least {D.MIN_LENGTH + 2} bonded residues)")
+            raise ValueError(f"{source}: no designable window (chains need at least {D.MIN_LENGTH + 2} bonded "
+                             "residues)")
         x = {"frames": D.frames_tensor(rows, "frames"), "seq": torch.as_tensor(np.stack([r["seq"] for r in rows]))}
         cond = {"context": D.frames_tensor(rows, "context"), "slots": D.frames_tensor(rows, "slots")}
         return DomainData(x, None, {"source": source, "chains": len(chains), "windows": len(rows)}, cond)

@@ -255,7 +255,8 @@ def read_trajectory(path, topology, chain: int = 0, stride: int = 1) -> list[Bac
     try:
         traj = mdtraj.load(os.fspath(path), top=os.fspath(topology), stride=int(stride))
     except Exception as exc:
-        raise ValueError(f"cannot read trajectory {os.fspath(path)!r} with topology {os.fspath(topology)!r}: {exc}") from None
+        raise ValueError(f"cannot read trajectory {os.fspath(path)!r} with topology {os.fspath(topology)!r}: "
+                         f"{exc}") from None
     top = traj.topology
     chains = [c for c in top.chains if any(r.is_protein for r in c.residues)]
     if not 0 <= chain < len(chains):

@@ -34,6 +34,9 @@ def parse(argv=None):
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--lengths-per-start", type=int, default=2)
+    p.add_argument("--corpus", default="dssp", choices=("dssp", "extended"),
+                   help="dssp: the 40 training chains of the split; extended: plus the other offline structures "
+                        "(domains.protein.data.extra_chains)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--ema", type=float, default=0.999)
@@ -63,7 +66,7 @@ def main(argv=None) -> int:
         return 0
     os.makedirs(args.out, exist_ok=True)
     dom = ProteinDomain(hidden=args.hidden, depth=args.depth, heads=args.heads,
-                        lengths_per_start=args.lengths_per_start, seed=args.seed)
+                        lengths_per_start=args.lengths_per_start, seed=args.seed, corpus=args.corpus)
     t0 = time.time()
     data = dom.load("chains")
     print(f"{data.info['windows']} windows of {data.info['chains']} training chains in {time.time() - t0:.0f} s",

@@ -143,7 +143,8 @@ def _check_fixed(process, fixed, x) -> dict:
     out = {}
     for k, v in fixed.items():
         if k not in process.parts:
-            raise ValueError(f"fixed names part {k!r} that the composite does not have (parts: {', '.join(process.parts)})")
+            raise ValueError(f"fixed names part {k!r} that the composite does not have "
+                             f"(parts: {', '.join(process.parts)})")
         x0, mask = (v if isinstance(v, tuple) else (v, None))
         x0 = torch.as_tensor(x0, device=x[k].device)
         x0 = x0.to(x[k].dtype) if x[k].is_floating_point() else x0.long()
@@ -177,7 +178,8 @@ def _hold(process, fixed: dict, x: dict, s, last: bool, generator) -> dict:
 @register("composite", kind="composite", default_grid="uniform", prediction="parts", requires="composite")
 def composite(process, pred, x, times, *, generator=None, callback=None, eta: float = 1.0, final: str = "sample",
               fixed: dict | None = None):
-    """One shared time grid and one model call per step; every part takes its family's step (DDPM / analytic CTMC / geodesic).
+    """One shared time grid and one model call per step; every part takes its family's step (DDPM / analytic
+    CTMC / geodesic).
 
     ``eta``: the DDIM noise of linear Gaussian parts (1 = ancestral DDPM, 0 = deterministic);
     ``final``: the last step of jump parts, ``"sample"`` or ``"argmax"``; ``fixed``: parts (or masked
