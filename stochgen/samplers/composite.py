@@ -178,8 +178,7 @@ def _hold(process, fixed: dict, x: dict, s, last: bool, generator) -> dict:
 @register("composite", kind="composite", default_grid="uniform", prediction="parts", requires="composite")
 def composite(process, pred, x, times, *, generator=None, callback=None, eta: float = 1.0, final: str = "sample",
               fixed: dict | None = None):
-    """One shared time grid and one model call per step; every part takes its family's step (DDPM / analytic
-    CTMC / geodesic).
+    """One time grid, one model call per step; each part takes its family's step (DDPM / analytic CTMC / geodesic).
 
     ``eta``: the DDIM noise of linear Gaussian parts (1 = ancestral DDPM, 0 = deterministic);
     ``final``: the last step of jump parts, ``"sample"`` or ``"argmax"``; ``fixed``: parts (or masked
