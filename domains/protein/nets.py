@@ -35,6 +35,14 @@ def _score_scale(proc, rot_scale, t, b: int, n: int) -> torch.Tensor:
     return torch.cat([(1.0 / proc.sigma(t64)).expand(b, n, 3), rot_scale(t64).expand(b, n, 3)], dim=-1)
 
 
+def _score_process(spec: dict):
+    """The SE3Diffusion of ``spec`` and its tabulated RMS rotation score (a clear error for another process)."""
+    proc = processes.from_spec(spec)
+    if not callable(getattr(proc, "rot_sigma", None)):
+        raise ValueError(f"score_process must be an SE3Diffusion spec, got {spec!r}")
+    return proc, rot_score_scale_fn(proc)
+
+
 def _batch_time(t, b: int, device, dtype) -> torch.Tensor:
     tt = torch.as_tensor(t, device=device)
     return (tt.expand(b) if tt.dim() == 0 else tt.reshape(b)).to(dtype)
@@ -49,10 +57,7 @@ class SegmentNet(ScoreNet):
                  emb_dim: int = 64, dropout: float = 0.0):
         super().__init__()
         self.score_process = dict(score_process)
-        proc = processes.from_spec(self.score_process)
-        if not callable(getattr(proc, "rot_sigma", None)):
-            raise ValueError(f"score_process must be an SE3Diffusion spec, got {score_process!r}")
-        self._proc, self._rot_scale = proc, rot_score_scale_fn(proc)
+        self._proc, self._rot_scale = _score_process(self.score_process)
         self.slots, self.context_features, self.slot_features = int(slots), int(context_features), int(slot_features)
         self.seq_categories, self.seq_states = int(seq_categories), int(seq_states)
         self.hidden, self.depth, self.heads, self.emb_dim, self.dropout = int(hidden), int(depth), int(heads), \
@@ -115,11 +120,8 @@ class EnsembleNet(ScoreNet):
                  emb_dim: int = 64):
         super().__init__()
         self.score_process = dict(score_process)
-        proc = processes.from_spec(self.score_process)
-        if not callable(getattr(proc, "rot_sigma", None)):
-            raise ValueError(f"score_process must be an SE3Diffusion spec, got {score_process!r}")
-        self._proc, self._rot_scale = proc, rot_score_scale_fn(proc)
-        self.trans_scale = float(getattr(proc, "trans_scale", 1.0))
+        self._proc, self._rot_scale = _score_process(self.score_process)
+        self.trans_scale = float(getattr(self._proc, "trans_scale", 1.0))
         self.residues, self.hidden, self.depth, self.heads, self.emb_dim = int(residues), int(hidden), int(depth), \
             int(heads), int(emb_dim)
         h = self.hidden
