@@ -148,3 +148,18 @@ def test_identity_split_keeps_test_chains_below_40_percent():
     # every chain's secondary structure is read and matches its residues
     assert all(len(ss) == len(bb) and set(ss) <= set("HEC") for _, bb, ss in chains)
     assert sum(ss.count("H") for *_, ss in chains) > 1000
+
+
+def test_extended_corpus_adds_no_chain_close_to_a_test_chain():
+    from domains.protein import data
+
+    try:
+        chains = data.dssp_chains()
+    except ImportError:
+        pytest.skip("MDAnalysisTests is not installed (pip install --no-deps MDAnalysisTests==2.11.0)")
+    train, test = data.identity_split([c[1].sequence for c in chains], 0.2, 0.4, 0)
+    tests = [chains[i][1].sequence for i in test]
+    extra = data.extra_chains(tests)
+    assert len(extra) >= 1 and all(len(c) >= 40 for _, c in extra)
+    assert all(data.identity(c.sequence, t) <= 0.4 for _, c in extra for t in tests)
+    assert not any(h in name.lower() for name, _ in extra for h in data.HELD_OUT)
