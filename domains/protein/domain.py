@@ -328,7 +328,7 @@ class ProteinDomain(Domain):
             dev = m.sample(int(n), generator=g, steps=steps).double().cpu().numpy()
         T = mean[None] @ _orthonormal(dev)
         if idealize:
-            T[..., :3, 3] = idealize_ca(T[..., :3, 3], iters=50)
+            T[..., :3, 3] = idealize_ca(T[..., :3, 3], iters=200)
         coords = backbone_from_frames(T)
         return [Backbone(c, s["sequence"], s.get("chain", "A"), np.asarray(s["resnums"])) for c in coords]
 
