@@ -333,7 +333,8 @@ def cmd_train(args) -> int:
           f"the checkpoint goes to {os.path.abspath(args.out)}", flush=True)
     t0 = time.time()
     model = stochgen.fit(dom, data, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, device=args.device, ema=args.ema, val_split=args.val_split,
+                         seed=args.seed, device=args.device, ema="auto" if args.ema is None else args.ema,
+                         val_split=args.val_split,
                          progress=not args.no_progress, log=args.log, process=process, network=network,
                          prediction=args.prediction, cond_drop=args.cond_drop)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 writes
@@ -660,9 +661,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("data", help="data the domain knows: a name (images: digits, mnist5k), a folder or a file")
     t.add_argument("--steps", type=int, default=None, help="optimizer steps (default: one epoch if --epochs unset)")
     t.add_argument("--epochs", type=int, default=None, help="passes over the data (instead of --steps)")
-    t.add_argument("--batch-size", type=int, default=128, help="samples per optimizer step")
-    t.add_argument("--lr", type=finite_float, default=2e-4, help="AdamW learning rate")
-    t.add_argument("--ema", type=finite_float, default=0.999, help="EMA decay of the weights (0 = no EMA)")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="samples per optimizer step (default: the domain's fit_defaults, else 128)")
+    t.add_argument("--lr", type=finite_float, default=None,
+                   help="AdamW learning rate (default: the domain's fit_defaults, else 2e-4)")
+    t.add_argument("--ema", type=finite_float, default=None,
+                   help="EMA decay of the weights, 0 = no EMA (default: the domain's fit_defaults, else 0.999)")
     t.add_argument("--val-split", type=finite_float, default=0.0, help="share of the data held out for validation")
     t.add_argument("--seed", type=seed_int, default=0, help="seed of the split, the initial weights and the batches")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")

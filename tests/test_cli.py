@@ -193,7 +193,9 @@ def test_version_and_defaults_in_help(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: 128)" in text and "(default: 0.999)" in text and "(default: model.ckpt)" in text
+    # batch size, lr and EMA fall back to the domain's fit_defaults, then to the library's values
+    assert "fit_defaults, else 128)" in text and "fit_defaults, else 0.999)" in text
+    assert "(default: model.ckpt)" in text and "(default: 0.1)" in text
 
 
 def test_likelihood_says_when_the_checkpoint_cannot_tell_training_rows(tmp_path, capsys):
