@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .frames import CA_CA
+from .frames import CA_CA, superpose
 from .structure import AMINO_ACIDS, Backbone
 
-__all__ = ["linear_ca", "spline_ca", "FragmentLibrary", "SecondaryStructurePrior", "batch_kabsch"]
+__all__ = ["linear_ca", "spline_ca", "FragmentLibrary", "SecondaryStructurePrior", "anm_ensemble"]
 
 
 def linear_ca(bb: Backbone, start: int, length: int) -> np.ndarray:
@@ -40,23 +40,6 @@ def spline_ca(bb: Backbone, start: int, length: int) -> np.ndarray:
     s = (np.arange(1, length + 1) / (length + 1))[:, None]
     h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
     return h00 * a + h10 * ta + h01 * b + h11 * tb
-
-
-def batch_kabsch(P: np.ndarray, Q: np.ndarray):
-    """Rotations ``(M, 3, 3)`` and translations ``(M, 3)`` taking points ``P (M, k, 3)`` onto ``Q (k, 3)``,
-    and the RMSD after superposition ``(M,)``."""
-    pc, qc = P.mean(1, keepdims=True), Q.mean(0, keepdims=True)
-    H = np.einsum("mki,kj->mij", P - pc, Q - qc)
-    U, _, Vt = np.linalg.svd(H)
-    d = np.sign(np.linalg.det(np.einsum("mji,mkj->mik", Vt, U)))
-    D = np.zeros_like(H)
-    D[:, 0, 0] = D[:, 1, 1] = 1.0
-    D[:, 2, 2] = d
-    R = np.einsum("mji,mjk,mlk->mil", Vt, D, U)
-    t = qc - np.einsum("mij,mj->mi", R, pc[:, 0])[:, None]
-    moved = np.einsum("mij,mkj->mki", R, P) + t
-    rmsd = np.sqrt(((moved - Q[None]) ** 2).sum(-1).mean(-1))
-    return R, t[:, 0], rmsd
 
 
 class FragmentLibrary:
@@ -90,7 +73,7 @@ class FragmentLibrary:
         ca = bb.ca
         q = np.concatenate([ca[start - f:start], ca[start + length:start + length + f]])
         anchors = np.concatenate([frags[:, :f], frags[:, f + length:]], axis=1)
-        R, t, rmsd = batch_kabsch(anchors, q)
+        R, t, rmsd = superpose(anchors, q)
         i = int(np.argmin(rmsd))
         return frags[i, f:f + length] @ R[i].T + t[i]
 

@@ -50,7 +50,7 @@ CONTEXT_FEATURES = 9 + len(AMINO_ACIDS) + 4
 SLOT_FEATURES = 4
 _OFFSET_SCALE = 16.0
 #: the closest a designed CA is let come to a CA of a non-neighbouring residue in the closure (Angstrom);
-#: above the 3 A of the validity check, below the ~4.5 A of typical non-bonded CA contacts
+#: above the 3 A of the validity check
 MIN_CONTACT = 3.8
 
 

@@ -29,12 +29,13 @@ import torch
 import stochgen
 from stochgen import processes
 from stochgen.domain import Domain, DomainData, register_domain
+from stochgen.spaces import so3
 
 from . import design as D
-from .frames import backbone_from_frames, frames_from_backbone, idealize_ca
+from .frames import backbone_from_frames, frames_from_backbone, idealize_ca, superpose
 from .structure import STRUCTURE_SUFFIXES, Backbone, decode_sequence, read_chains, read_models, read_trajectory
 
-__all__ = ["ProteinDomain", "default_weights", "DEFAULT_SETTINGS", "kabsch"]
+__all__ = ["ProteinDomain", "default_weights", "DEFAULT_SETTINGS"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_SETTINGS = {"task": "design", "corpus": "dssp", "trans_scale": 1.0, "seed": 0, "lengths_per_start": 2,
@@ -46,16 +47,6 @@ _TRAJ_SUFFIXES = (".dcd", ".xtc", ".trr", ".nc", ".h5", ".netcdf")
 def default_weights() -> Path:
     """Path of the shipped segment-design model (``domains/protein/weights/design.safetensors``)."""
     return WEIGHTS_DIR / "design.safetensors"
-
-
-def kabsch(P: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(R, t)`` minimising ``|P R^T + t - Q|`` over rotations (points ``(n, 3)``)."""
-    pc, qc = P.mean(0), Q.mean(0)
-    H = (P - pc).T @ (Q - qc)
-    U, _, Vt = np.linalg.svd(H)
-    d = np.sign(np.linalg.det(Vt.T @ U.T))
-    R = Vt.T @ np.diag([1.0, 1.0, d]) @ U.T
-    return R, qc - pc @ R.T
 
 
 def _windows(chains: list[Backbone], per_start: int, rng: np.random.Generator) -> list[dict]:
@@ -151,7 +142,8 @@ class ProteinDomain(Domain):
 
     @property
     def fit_defaults(self) -> dict:
-        """``stochgen.fit``'s settings where the call gives none (ensembles: ~10 CPU-minutes for 100 residues)."""
+        """``stochgen.fit``'s settings where the call gives none (ensembles: 3000 steps, measured at about 16
+        minutes for 76 residues on 2 threads; design: the shipped model's recipe)."""
         if self.setting("task") == "ensemble":
             steps = int(self.settings.get("train_steps", 3000))
             return {"steps": steps, "batch_size": 64, "lr": 1e-3, "warmup": 100, "lr_schedule": "cosine",
@@ -170,7 +162,7 @@ class ProteinDomain(Domain):
         ref = models[0]
         aligned = []
         for m in models:
-            R, t = kabsch(m.ca, ref.ca)
+            R, t, _ = superpose(m.ca, ref.ca)
             aligned.append(m.coords @ R.T + t)
         X = np.stack(aligned)
         center = X[:, :, 1].mean((0, 1))
@@ -336,10 +328,7 @@ class ProteinDomain(Domain):
 def _orthonormal(T: np.ndarray) -> np.ndarray:
     """Frames with their rotation parts projected to the nearest rotation (float32 round-off removed)."""
     T = np.array(T, dtype=np.float64)
-    U, _, Vt = np.linalg.svd(T[..., :3, :3])
-    d = np.sign(np.linalg.det(U @ Vt))
-    U[..., :, 2] *= d[..., None]
-    T[..., :3, :3] = U @ Vt
+    T[..., :3, :3] = so3.project(torch.as_tensor(T[..., :3, :3])).numpy()
     return T
 
 

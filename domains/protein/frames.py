@@ -17,14 +17,14 @@ import numpy as np
 import torch
 
 __all__ = ["frames_from_backbone", "backbone_from_frames", "place_oxygens", "IDEAL_LOCAL", "backbone_rmsd",
-           "CA_CA", "idealize_ca"]
+           "CA_CA", "idealize_ca", "superpose"]
 
 #: ideal local positions of N, CA, C in the residue frame (Angstrom)
 IDEAL_LOCAL = np.array([[-0.525, 1.363, 0.0], [0.0, 0.0, 0.0], [1.526, 0.0, 0.0]])
 #: local position of O for a chain's last residue (no next N). Measured over the residues of the 51
 #: MDAnalysisTests DSSP chains: O's mean local x is 2.151 A and its mean direction about the CA-C axis
 #: points along (y, z) = (-0.95, -0.30); O is put there at its C=O distance (1.06 A from the axis).
-#: The rotation about the axis (psi) is not known for a last residue: the error is ~1 A for that one atom.
+#: The rotation about the axis (psi) is not known for a last residue, so that one atom is approximate.
 _LAST_O_LOCAL = np.array([2.151, -1.01, -0.32])
 _CO_BOND = 1.231
 #: the CA-CA distance of consecutive trans residues (Angstrom)
@@ -108,3 +108,20 @@ def idealize_ca(ca: np.ndarray, free: np.ndarray | None = None, iters: int = 200
             pts[..., i, :] += corr * w[i] / (w[i] + w[i + 1])
             pts[..., i + 1, :] -= corr * w[i + 1] / (w[i] + w[i + 1])
     return pts
+
+
+def superpose(P: np.ndarray, Q: np.ndarray):
+    """Optimal superposition (Kabsch, through ``roma.rigid_points_registration``) of point sets ``P``
+    ``(M, k, 3)`` (or ``(k, 3)``) onto ``Q`` ``(k, 3)``: rotations ``(M, 3, 3)``, translations ``(M, 3)``
+    with ``P R^T + t ~= Q``, and the RMSD after superposition ``(M,)``."""
+    import roma
+
+    P = torch.as_tensor(np.asarray(P, dtype=np.float64))
+    single = P.dim() == 2
+    P = P[None] if single else P
+    Q = torch.as_tensor(np.asarray(Q, dtype=np.float64)).expand_as(P)
+    R, t = roma.rigid_points_registration(P, Q)
+    moved = P @ R.transpose(-1, -2) + t[:, None]
+    rmsd = ((moved - Q) ** 2).sum(-1).mean(-1).sqrt()
+    R, t, rmsd = R.numpy(), t.numpy(), rmsd.numpy()
+    return (R[0], t[0], rmsd[0]) if single else (R, t, rmsd)

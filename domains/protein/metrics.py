@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .frames import CA_CA
+from .frames import CA_CA, superpose
 
 __all__ = ["superpose_all", "rmsf", "pairwise_rmsd", "ensemble_report", "valid_geometry"]
 
 
 def superpose_all(X: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    from .baselines import batch_kabsch
-
-    R, t, _ = batch_kabsch(np.asarray(X, dtype=np.float64), np.asarray(ref, dtype=np.float64))
+    R, t, _ = superpose(X, ref)
     return np.einsum("mij,mkj->mki", R, X) + t[:, None]
 
 
@@ -32,11 +30,9 @@ def rmsf(X: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
 
 
 def pairwise_rmsd(X: np.ndarray) -> np.ndarray:
-    from .baselines import batch_kabsch
-
     out = []
     for i in range(len(X) - 1):
-        out.append(batch_kabsch(X[i + 1:], X[i])[2])
+        out.append(superpose(X[i + 1:], X[i])[2])
     return np.concatenate(out) if out else np.zeros(0)
 
 

@@ -22,9 +22,8 @@ import torch
 from torch import nn
 
 from stochgen import nets, processes
-from stochgen.nets import ScoreNet
-from stochgen.nets.embedding import TimeEmbedding
-from stochgen.objectives.lie_group import rot_score_scale_fn
+from stochgen.nets import ScoreNet, TimeEmbedding
+from stochgen.objectives import rot_score_scale_fn
 
 __all__ = ["SegmentNet", "EnsembleNet"]
 

@@ -187,26 +187,27 @@ def _chain_backbone(chain, path: str, model_name: str):
     return Backbone(coords, "".join(seq), chain.name, np.array(nums), icodes, path)
 
 
+def _model_chains(st, i: int, chain: str | None, path: str) -> list[Backbone]:
+    """The protein chains (or chain ``chain``) of model ``i`` of a read structure; errors name the file."""
+    m = st[i]
+    names = [c.name for c in m]
+    if chain is not None and chain not in names:
+        raise ValueError(f"{path}: model {i + 1} has no chain {chain!r} "
+                         f"(chains: {', '.join(dict.fromkeys(names)) or 'none'})")
+    out = [bb for c in m if chain is None or c.name == chain
+           for bb in [_chain_backbone(c, path, _model_id(m))] if bb is not None]
+    if not out:
+        what = f"chain {chain}" if chain is not None else "any chain"
+        raise ValueError(f"{path}: {what} has no amino-acid residue with backbone atoms N, CA, C")
+    return out
+
+
 def read_chains(path, chain: str | None = None, model: int = 0) -> list[Backbone]:
     """The protein chains of model ``model`` (0-based) of a structure file; ``chain`` picks one by name."""
     st, path = _read(path)
     if not 0 <= int(model) < len(st):
         raise ValueError(f"{path}: model {model} does not exist (the file has {len(st)} model(s))")
-    m = st[int(model)]
-    names = [c.name for c in m]
-    if chain is not None and chain not in names:
-        raise ValueError(f"{path}: no chain {chain!r} (chains: {', '.join(dict.fromkeys(names)) or 'none'})")
-    out = []
-    for c in m:
-        if chain is not None and c.name != chain:
-            continue
-        bb = _chain_backbone(c, path, _model_id(m))
-        if bb is not None:
-            out.append(bb)
-    if not out:
-        what = f"chain {chain}" if chain is not None else "any chain"
-        raise ValueError(f"{path}: {what} has no amino-acid residue with backbone atoms N, CA, C")
-    return out
+    return _model_chains(st, int(model), chain, path)
 
 
 def read_models(path, chain: str | None = None) -> list[Backbone]:
@@ -215,29 +216,12 @@ def read_models(path, chain: str | None = None) -> list[Backbone]:
     Every model must hold the same residues (numbers and sequence); otherwise a ``ValueError``
     names the first model that differs."""
     st, path = _read(path)
-    first = None
     out = []
     for i in range(len(st)):
-        bbs = read_chains(path, chain, i) if len(st) == 1 else None
-        if bbs is None:
-            names = [c.name for c in st[i]]
-            if chain is not None and chain not in names:
-                raise ValueError(f"{path}: model {i + 1} has no chain {chain!r}")
-            bbs = []
-            for c in st[i]:
-                if chain is not None and c.name != chain:
-                    continue
-                bb = _chain_backbone(c, path, _model_id(st[i]))
-                if bb is not None:
-                    bbs.append(bb)
-            if not bbs:
-                raise ValueError(f"{path}: model {i + 1} has no amino-acid chain with backbone atoms")
-        bb = bbs[0]
-        if first is None:
-            first = bb
-        elif bb.sequence != first.sequence or not np.array_equal(bb.resnums, first.resnums):
+        bb = _model_chains(st, i, chain, path)[0]
+        if out and (bb.sequence != out[0].sequence or not np.array_equal(bb.resnums, out[0].resnums)):
             raise ValueError(f"{path}: model {i + 1} holds other residues than model 1 "
-                             f"({len(bb)} vs {len(first)} residues); an ensemble needs the same chain in every model")
+                             f"({len(bb)} vs {len(out[0])} residues); an ensemble needs the same chain in every model")
         out.append(bb)
     return out
 

@@ -12,9 +12,10 @@ from .dsm import P_MEAN, P_STD, draw_training_batch, dsm_loss, sample_time, targ
 
 __all__ = ["Denoiser", "Objective", "build", "check_trainable", "names", "register", "supports_preconditioning",
            "tree_map", "tree_rows", "sample_time", "draw_training_batch", "dsm_loss", "target_and_weight",
-           "P_MEAN", "P_STD"]
+           "P_MEAN", "P_STD", "rot_score_scale_fn"]
 
 
 # every family's objective module, imported now so that what they register (prediction conversions,
 # networks) is there for a loaded model too
 from . import composite, discrete, flow_matching, lie_group, log_space  # noqa: E402,F401
+from .lie_group import rot_score_scale_fn  # noqa: E402  (the tabulated RMS rotation score, for SE(3) score networks)
